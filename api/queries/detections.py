@@ -1,0 +1,73 @@
+"""Read queries for detections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from api.models import BoundingBoxOut, DetectionOut
+from projections.tables import DetectionRow
+
+
+@dataclass(frozen=True)
+class DetectionFilter:
+    camera_id: str | None = None
+    label: str | None = None
+    min_confidence: float | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+
+
+def _filtered(query: Select, f: DetectionFilter) -> Select:
+    if f.camera_id is not None:
+        query = query.where(DetectionRow.camera_id == f.camera_id)
+    if f.label is not None:
+        query = query.where(DetectionRow.label == f.label)
+    if f.min_confidence is not None:
+        query = query.where(DetectionRow.confidence >= f.min_confidence)
+    if f.start_date is not None:
+        query = query.where(DetectionRow.detected_at >= f.start_date)
+    if f.end_date is not None:
+        query = query.where(DetectionRow.detected_at <= f.end_date)
+    return query
+
+
+def to_out(row: DetectionRow) -> DetectionOut:
+    return DetectionOut(
+        id=row.id,
+        image_id=row.image_id,
+        camera_id=row.camera_id,
+        file_path=row.file_path,
+        label=row.label,
+        class_id=row.class_id,
+        confidence=row.confidence,
+        bbox=BoundingBoxOut(x1=row.x1, y1=row.y1, x2=row.x2, y2=row.y2),
+        image_width=row.image_width,
+        image_height=row.image_height,
+        model_name=row.model_name,
+        model_version=row.model_version,
+        latency_ms=row.latency_ms,
+        detected_at=row.detected_at,
+        created_at=row.created_at,
+    )
+
+
+def list_detections(
+    session: Session, f: DetectionFilter, limit: int, offset: int
+) -> tuple[list[DetectionOut], int]:
+    total = session.scalar(_filtered(select(func.count()).select_from(DetectionRow), f)) or 0
+    rows = session.scalars(
+        _filtered(select(DetectionRow), f)
+        .order_by(DetectionRow.detected_at.desc(), DetectionRow.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return [to_out(row) for row in rows], total
+
+
+def get_detection(session: Session, detection_id: int) -> DetectionOut | None:
+    row = session.get(DetectionRow, detection_id)
+    return to_out(row) if row is not None else None

@@ -1,0 +1,107 @@
+"""Health probes for Kafka, Postgres and Triton, and consumer lag per group."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import httpx
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from api.models import ServiceHealth, TritonHealth
+from projections.tables import ProjectionOffset
+from schemas.topics import TopicSpec
+
+_TIMEOUT_S = 3.0
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def check_postgres(session: Session) -> ServiceHealth:
+    started = time.perf_counter()
+    try:
+        session.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure is reported, not raised
+        return ServiceHealth(status="unhealthy", error=f"{type(exc).__name__}: {exc}")
+    return ServiceHealth(status="healthy", latency_ms=_elapsed_ms(started))
+
+
+def check_kafka(admin: AdminClient) -> ServiceHealth:
+    started = time.perf_counter()
+    try:
+        metadata = admin.list_topics(timeout=_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001
+        return ServiceHealth(status="unhealthy", error=f"{type(exc).__name__}: {exc}")
+    if not metadata.brokers:
+        return ServiceHealth(status="unhealthy", error="no brokers in cluster metadata")
+    return ServiceHealth(status="healthy", latency_ms=_elapsed_ms(started))
+
+
+async def check_triton(url: str, models: Sequence[str]) -> TritonHealth:
+    started = time.perf_counter()
+    base = url if url.startswith("http") else f"http://{url}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=_TIMEOUT_S) as client:
+            server = await client.get("/v2/health/ready")
+            states = {}
+            for model in models:
+                reply = await client.get(f"/v2/models/{model}/ready")
+                states[model] = "ready" if reply.status_code == 200 else "unavailable"
+    except httpx.HTTPError as exc:
+        return TritonHealth(status="unhealthy", error=f"{type(exc).__name__}: {exc}")
+    healthy = server.status_code == 200 and all(s == "ready" for s in states.values())
+    return TritonHealth(
+        status="healthy" if healthy else "unhealthy",
+        latency_ms=_elapsed_ms(started),
+        models=states,
+        error=None if healthy else "server or model not ready",
+    )
+
+
+def _end_offsets(admin: AdminClient, topics: Sequence[TopicSpec]) -> dict[tuple[str, int], int]:
+    metadata = admin.list_topics(timeout=_TIMEOUT_S)
+    requests = {
+        TopicPartition(t.name, p): OffsetSpec.latest()
+        for t in topics
+        if t.name in metadata.topics
+        for p in metadata.topics[t.name].partitions
+    }
+    if not requests:
+        return {}
+    futures = admin.list_offsets(requests, request_timeout=_TIMEOUT_S)
+    return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+
+
+def _lag_by_topic(
+    ends: dict[tuple[str, int], int], done: dict[tuple[str, int], int], topics: Sequence[TopicSpec]
+) -> dict[str, int]:
+    lag = {t.name: 0 for t in topics}
+    for (topic, partition), end in ends.items():
+        if topic in lag:
+            lag[topic] += max(end - done.get((topic, partition), 0), 0)
+    return lag
+
+
+def projector_lag(
+    admin: AdminClient, session: Session, consumer: str, topics: Sequence[TopicSpec]
+) -> dict[str, int]:
+    ends = _end_offsets(admin, topics)
+    rows = session.execute(
+        select(ProjectionOffset).where(ProjectionOffset.consumer == consumer)
+    ).scalars()
+    done = {(r.topic, r.partition): r.next_offset for r in rows}
+    return _lag_by_topic(ends, done, topics)
+
+
+def group_lag(admin: AdminClient, group: str, topics: Sequence[TopicSpec]) -> dict[str, int]:
+    ends = _end_offsets(admin, topics)
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in ends])
+    futures = admin.list_consumer_group_offsets([request], request_timeout=_TIMEOUT_S)
+    committed = futures[group].result().topic_partitions
+    done = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed}
+    return _lag_by_topic(ends, done, topics)

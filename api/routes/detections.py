@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+
+from api.deps import SessionDep
+from api.models import DetectionList, DetectionOut
+from api.pagination import DateRange, Pagination
+from api.queries.detections import DetectionFilter, get_detection, list_detections
+
+router = APIRouter(prefix="/api/detections", tags=["detections"])
+
+
+@router.get("", response_model=DetectionList)
+def read_detections(
+    session: SessionDep,
+    page: Pagination,
+    dates: DateRange,
+    camera_id: str | None = None,
+    label: Annotated[str | None, Query(description="COCO class name, e.g. person")] = None,
+    min_confidence: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
+) -> DetectionList:
+    filters = DetectionFilter(
+        camera_id=camera_id,
+        label=label,
+        min_confidence=min_confidence,
+        start_date=dates.start_date,
+        end_date=dates.end_date,
+    )
+    detections, total = list_detections(session, filters, page.limit, page.offset)
+    return DetectionList(detections=detections, count=total, limit=page.limit, offset=page.offset)
+
+
+@router.get("/{detection_id}", response_model=DetectionOut)
+def read_detection(session: SessionDep, detection_id: int) -> DetectionOut:
+    detection = get_detection(session, detection_id)
+    if detection is None:
+        raise HTTPException(status_code=404, detail=f"detection {detection_id} not found")
+    return detection

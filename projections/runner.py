@@ -1,0 +1,186 @@
+"""The projection runner: Kafka topics in, read-model rows and offsets out, in one transaction.
+
+Offsets live in Postgres (`projection_offsets`), not in Kafka: on every
+assignment the consumer seeks to what Postgres says was applied, so a crash,
+a restart or a replay never duplicates or loses a row. Offsets are also
+committed to Kafka afterwards, only so that lag tooling can see them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from sqlalchemy import Engine, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
+
+from projections.handlers import HANDLERS, Handler
+from projections.tables import ProjectionOffset, ProjectionReject
+from schemas.codec import UndecodableMessage, decode
+from schemas.topics import DETECTIONS, DLQ_DETECTION, IMAGES, TopicSpec
+
+log = logging.getLogger(__name__)
+
+PROJECTED_TOPICS: tuple[TopicSpec, ...] = (IMAGES, DETECTIONS, DLQ_DETECTION)
+
+
+@dataclass
+class Projector:
+    engine: Engine
+    bootstrap_servers: str
+    consumer_name: str = "vigil-projector"
+    topics: Sequence[TopicSpec] = PROJECTED_TOPICS
+    handlers: Mapping[type, list[Handler]] = field(default_factory=lambda: HANDLERS)
+    batch_size: int = 500
+    applied: int = 0
+    _positions: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._by_name = {topic.name: topic for topic in self.topics}
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap_servers,
+                "group.id": self.consumer_name,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": False,
+                "topic.metadata.refresh.interval.ms": 5000,
+                "reconnect.backoff.max.ms": 2000,
+                # The loop stops polling while it waits out a Postgres outage.
+                "max.poll.interval.ms": 900_000,
+            }
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        self._consumer.subscribe(
+            [t.name for t in self.topics], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        try:
+            while not stop.is_set():
+                messages = self._consumer.consume(num_messages=self.batch_size, timeout=0.5)
+                live = [m for m in messages if not self._is_error(m)]
+                if live:
+                    self._apply_until_done(live, stop)
+        finally:
+            self._consumer.close()
+
+    def _is_error(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return False
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error: %s", error)
+        return True
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        stored = self._load_positions_blocking([(p.topic, p.partition) for p in partitions])
+        for tp in partitions:
+            tp.offset = stored.get((tp.topic, tp.partition), OFFSET_BEGINNING)
+        consumer.assign(partitions)
+        log.info("assigned %s", [(p.topic, p.partition, p.offset) for p in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._positions.pop((tp.topic, tp.partition), None)
+
+    def _load_positions_blocking(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Read stored offsets, waiting for Postgres if it is down (never guess an offset)."""
+        delay = 0.5
+        while True:
+            try:
+                with Session(self.engine) as session:
+                    rows = session.execute(
+                        select(ProjectionOffset).where(
+                            ProjectionOffset.consumer == self.consumer_name
+                        )
+                    ).scalars()
+                    stored = {(r.topic, r.partition): r.next_offset for r in rows}
+                break
+            except (OperationalError, InterfaceError) as exc:
+                log.warning("postgres unavailable while loading offsets (%s); retrying", exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        positions = {key: stored[key] for key in keys if key in stored}
+        for key in keys:
+            self._positions[key] = stored.get(key, 0)
+        return positions
+
+    def _apply_until_done(self, messages: list[Message], stop: threading.Event) -> None:
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                self._apply_batch(messages)
+                return
+            except (OperationalError, InterfaceError) as exc:
+                log.warning("postgres unavailable (%s); retrying batch in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        # Stopping mid-outage: the batch was not applied, and Postgres still has the old offsets.
+
+    def _apply_batch(self, messages: list[Message]) -> None:
+        advanced: dict[tuple[str, int], int] = {}
+        applied = 0
+        with Session(self.engine) as session, session.begin():
+            for message in messages:
+                key = (message.topic(), message.partition())
+                offset = message.offset()
+                if offset < self._positions.get(key, 0):
+                    continue  # already applied before a restart or rebalance
+                self._apply_one(session, message)
+                advanced[key] = offset + 1
+                applied += 1
+            for (topic, partition), next_offset in advanced.items():
+                session.execute(
+                    insert(ProjectionOffset)
+                    .values(
+                        consumer=self.consumer_name,
+                        topic=topic,
+                        partition=partition,
+                        next_offset=next_offset,
+                    )
+                    .on_conflict_do_update(
+                        index_elements=["consumer", "topic", "partition"],
+                        set_={"next_offset": next_offset, "updated_at": func.now()},
+                    )
+                )
+        self._positions.update(advanced)
+        self.applied += applied
+        if advanced:
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in advanced.items()],
+                asynchronous=True,
+            )
+
+    def _apply_one(self, session: Session, message: Message) -> None:
+        topic = self._by_name[message.topic()]
+        try:
+            event = decode(topic, message.value())
+        except UndecodableMessage as exc:
+            log.warning(
+                "rejecting %s[%d]@%d: %s",
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                exc,
+            )
+            session.execute(
+                insert(ProjectionReject)
+                .values(
+                    consumer=self.consumer_name,
+                    topic=message.topic(),
+                    partition=message.partition(),
+                    offset=message.offset(),
+                    error=str(exc),
+                    raw=(message.value() or b"").decode(errors="replace"),
+                )
+                .on_conflict_do_nothing()
+            )
+            return
+        for handler in self.handlers.get(type(event), []):
+            handler(event, session)

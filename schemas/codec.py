@@ -1,0 +1,60 @@
+"""The one codec: pydantic models as UTF-8 JSON on every topic."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from schemas.topics import TopicSpec
+
+
+class UndecodableMessage(ValueError):
+    """A message that is not a valid event of the type its topic carries."""
+
+    def __init__(self, reason: str, error_type: str = "UndecodableMessage") -> None:
+        super().__init__(reason)
+        self.error_type = error_type
+
+
+class UnsupportedSchemaVersion(UndecodableMessage):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, error_type="UnsupportedSchemaVersion")
+
+
+def encode(message: BaseModel) -> bytes:
+    return message.model_dump_json().encode()
+
+
+def decode(topic: TopicSpec, raw: bytes | None) -> Any:
+    """Parse one message, raising UndecodableMessage with a reason a person can act on."""
+    if raw is None or raw == b"":
+        raise UndecodableMessage("empty message value")
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UndecodableMessage(f"message is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise UndecodableMessage(f"message is a JSON {type(document).__name__}, not an object")
+    supported = {m.model_fields["event_type"].default: m.SCHEMA_VERSION for m in topic.value_types}
+    event_type = document.get("event_type")
+    if event_type not in supported:
+        raise UndecodableMessage(
+            f"event_type {event_type!r} is not one of {sorted(supported)} carried by {topic.name}"
+        )
+    version = document.get("schema_version")
+    if isinstance(version, int) and version > supported[event_type]:
+        raise UnsupportedSchemaVersion(
+            f"{event_type} schema_version {version} is newer than the supported "
+            f"{supported[event_type]}"
+        )
+    try:
+        return topic.adapter.validate_python(document)
+    except ValidationError as exc:
+        raise UndecodableMessage(
+            f"{event_type} failed its schema: {exc.error_count()} error(s): "
+            + "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+            )
+        ) from exc

@@ -1,0 +1,43 @@
+"""Events produced by the object detector."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.envelope import Message
+
+
+class BoundingBox(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+class Detection(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    label: str
+    class_id: int = Field(ge=0)
+    confidence: float = Field(ge=0, le=1)
+    bbox: BoundingBox
+
+
+class DetectionsProduced(Message):
+    event_type: Literal["DetectionsProduced"] = "DetectionsProduced"
+
+    image_id: str
+    camera_id: str
+    file_path: str
+    image_width: int = Field(gt=0)
+    image_height: int = Field(gt=0)
+    detections: tuple[Detection, ...]
+    model_name: str
+    model_version: str
+    latency_ms: float = Field(ge=0)
+    image_received_at: datetime

@@ -1,0 +1,67 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from schemas.codec import UndecodableMessage, UnsupportedSchemaVersion, decode, encode
+from schemas.images import ImageReceived, image_id_for
+from schemas.topics import ALL_TOPICS, DETECTIONS, IMAGES
+
+
+def _image(**overrides) -> ImageReceived:
+    values = dict(
+        image_id=image_id_for("front_door", "a" * 64),
+        camera_id="front_door",
+        file_path="/cams/front_door/a.jpg",
+        sha256="a" * 64,
+        size_bytes=10,
+        file_modified_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    values.update(overrides)
+    return ImageReceived(**values)
+
+
+def test_round_trip_keeps_every_field():
+    event = _image()
+    assert decode(IMAGES, encode(event)) == event
+
+
+def test_image_id_is_stable_per_camera_and_content():
+    assert image_id_for("a", "f" * 64) == image_id_for("a", "f" * 64)
+    assert image_id_for("a", "f" * 64) != image_id_for("b", "f" * 64)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "empty message value"),
+        (b"\xff\xfe", "not JSON"),
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "JSON list, not an object"),
+        (b'{"event_type": "Other"}', "'Other' is not one of ['ImageReceived']"),
+    ],
+)
+def test_decode_rejects_with_reason(raw, reason):
+    with pytest.raises(UndecodableMessage, match=reason.replace("[", r"\[").replace("]", r"\]")):
+        decode(IMAGES, raw)
+
+
+def test_decode_names_the_failing_fields():
+    raw = encode(_image()).replace(b'"size_bytes":10', b'"size_bytes":-1')
+    with pytest.raises(UndecodableMessage, match="size_bytes: Input should be greater than"):
+        decode(IMAGES, raw)
+
+
+def test_decode_refuses_a_future_schema_version():
+    raw = encode(_image()).replace(b'"schema_version":1', b'"schema_version":2')
+    with pytest.raises(UnsupportedSchemaVersion, match="schema_version 2 is newer than"):
+        decode(IMAGES, raw)
+
+
+def test_a_topic_refuses_another_topics_event():
+    with pytest.raises(UndecodableMessage, match="vigil.detections"):
+        decode(DETECTIONS, encode(_image()))
+
+
+def test_topic_names_are_unique():
+    names = [t.name for t in ALL_TOPICS]
+    assert len(names) == len(set(names))

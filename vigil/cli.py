@@ -1,0 +1,162 @@
+"""The `vigil` command line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vigil.devservices.procs import REPO_ROOT, cache_dir
+from vigil.settings import get_settings
+
+app = typer.Typer(
+    help="Vigil: camera images in, risk-assessed security events out.", no_args_is_help=True
+)
+schemas_app = typer.Typer(help="Event contracts.", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def _state_dir() -> Path:
+    return Path(os.environ.get("VIGIL_STATE_DIR", cache_dir() / "state"))
+
+
+@app.command()
+def worker() -> None:
+    """Run the Faust worker: folder watcher and detection agent."""
+    import faust
+
+    from streams.app import create_worker_app
+
+    settings = get_settings()
+    faust.Worker(create_worker_app(settings), loglevel="INFO").execute_from_commandline()
+
+
+@app.command()
+def projector() -> None:
+    """Project the topics into the Postgres read models until stopped."""
+    from projections.db import make_engine
+    from projections.runner import Projector
+
+    _logging()
+    settings = get_settings()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    runner = Projector(
+        engine=make_engine(settings.database_url),
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        consumer_name=settings.projector_group,
+    )
+    runner.run(stop)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+) -> None:
+    """Serve the REST API."""
+    import uvicorn
+
+    from api.main import create_app
+
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level="info",
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the read-model schema to the latest migration."""
+    from projections.db import migrate as run_migrations
+
+    run_migrations(get_settings().database_url)
+
+
+@app.command()
+def models(force: Annotated[bool, typer.Option(help="Rebuild even if cached")] = False) -> None:
+    """Build the Triton model files (cached under .cache/)."""
+    from vigil.models import ensure_models
+
+    _logging()
+    for name, path in ensure_models(force=force).items():
+        typer.echo(f"{name}: {path}")
+
+
+@schemas_app.command("export")
+def schemas_export(
+    out: Annotated[Path, typer.Option(help="Folder for the JSON Schema files")] = Path(
+        "schemas/json"
+    ),
+) -> None:
+    """Write JSON Schema for every topic."""
+    from schemas.export import export_schemas
+
+    for path in export_schemas(out):
+        typer.echo(str(path))
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="Drop the sample photos and show detections")] = True,
+    exit_after_demo: Annotated[
+        bool, typer.Option("--exit", help="Stop everything once the sample run is done")
+    ] = False,
+) -> None:
+    """Start Vigil end to end on local defaults: Kafka, Postgres, Triton, workers, API."""
+    from vigil.demo import run_up
+
+    _logging()
+    raise typer.Exit(run_up(_state_dir(), demo=demo, exit_after_demo=exit_after_demo))
+
+
+@app.command()
+def down() -> None:
+    """Stop every process a previous `vigil up` left running (by its pid files)."""
+    from vigil.devservices.procs import reap_leftover
+
+    run = _state_dir() / "run"
+    for pid_file in sorted(run.glob("*.pid")) if run.is_dir() else []:
+        typer.echo(f"stopping {pid_file.stem}")
+        reap_leftover(pid_file)
+
+
+@app.command()
+def test(
+    pytest_args: Annotated[list[str] | None, typer.Argument(help="Extra pytest arguments")] = None,
+) -> None:
+    """Run the whole test suite against real services (exit 5, no tests, counts as failure)."""
+    from vigil.devservices.triton import ensure_triton_venv
+    from vigil.models import ensure_models
+
+    _logging()
+    ensure_models()
+    ensure_triton_venv()
+    code = subprocess.call(
+        [sys.executable, "-m", "pytest", "-q", *(pytest_args or [])], cwd=REPO_ROOT
+    )
+    if code == 5:
+        typer.echo("pytest collected no tests: failing", err=True)
+        code = 1
+    raise typer.Exit(code)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,117 @@
+"""Starts (or adopts) Kafka, Postgres and Triton, and Vigil's own processes on top.
+
+A service whose address is already in the environment (KAFKA_BOOTSTRAP_SERVERS,
+DATABASE_URL, TRITON_URL) is used as it is; the others are started here on
+loopback with free ports and stopped by process id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from projections.db import migrate
+from schemas.topics import ALL_TOPICS
+from vigil.devservices.procs import ManagedProcess, start_process
+from vigil.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Stack:
+    """Addresses of the running services, and what this process started and must stop."""
+
+    state_dir: Path
+    kafka_bootstrap: str
+    database_url: str
+    triton_url: str
+    kafka: Stoppable | None = None
+    postgres: Stoppable | None = None
+    triton: Stoppable | None = None
+    apps: list[ManagedProcess] = field(default_factory=list)
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "DATABASE_URL": self.database_url,
+            "TRITON_URL": self.triton_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.update(overrides)
+        return env
+
+    def settings(self, **overrides: object) -> Settings:
+        return Settings(
+            kafka_bootstrap_servers=self.kafka_bootstrap,
+            database_url=self.database_url,
+            triton_url=self.triton_url,
+            **overrides,
+        )
+
+    def start_app(self, role: str, name: str | None = None, **env: str) -> ManagedProcess:
+        """Start `vigil <role>` (worker, projector, api) as a child process."""
+        process = start_process(
+            name or role,
+            [sys.executable, "-m", "vigil.cli", role],
+            state_dir=self.state_dir,
+            env=self.env(**env),
+        )
+        self.apps.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in reversed(self.apps):
+            process.stop()
+        self.apps.clear()
+        for service in (self.triton, self.postgres, self.kafka):
+            if service is not None:
+                service.stop()
+
+
+def start_stack(state_dir: Path, *, triton_models: tuple[str, ...] = ("centernet",)) -> Stack:
+    from vigil.devservices.kafka import create_topics, start_kafka
+    from vigil.devservices.postgres import start_postgres
+    from vigil.devservices.triton import start_triton
+    from vigil.models import ensure_models
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(state_dir=state_dir, kafka_bootstrap="", database_url="", triton_url="")
+    try:
+        if bootstrap := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            stack.kafka_bootstrap = bootstrap
+        else:
+            log.info("starting Kafka")
+            stack.kafka = kafka = start_kafka(state_dir / "kafka")
+            stack.kafka_bootstrap = kafka.bootstrap
+        if url := os.environ.get("DATABASE_URL"):
+            stack.database_url = url
+        else:
+            log.info("starting Postgres")
+            stack.postgres = postgres = start_postgres(state_dir / "postgres")
+            stack.database_url = postgres.url
+        if url := os.environ.get("TRITON_URL"):
+            stack.triton_url = url
+        else:
+            ensure_models()
+            log.info("starting Triton")
+            stack.triton = triton = start_triton(state_dir / "triton", list(triton_models))
+            stack.triton_url = triton.http_url
+        settings = stack.settings()
+        create_topics(
+            stack.kafka_bootstrap,
+            [(t.name, t.partitions or settings.topic_partitions) for t in ALL_TOPICS],
+        )
+        migrate(stack.database_url)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack

@@ -1,0 +1,54 @@
+"""Configuration from environment variables, with the spec's defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    database_url: str = "postgresql+psycopg://vigil:vigil@127.0.0.1:5432/vigil"
+    triton_url: str = "127.0.0.1:8000"
+    triton_timeout_s: float = Field(default=30.0, gt=0)
+
+    detector_model: str = "centernet"
+    detector_model_version: str = ""
+
+    camera_root: Path = Path("./cameras")
+    watch_interval_s: float = Field(default=1.0, gt=0)
+    # An upload counts as complete once size and mtime have held this long.
+    file_stable_s: float = Field(default=2.0, ge=0)
+    max_image_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+
+    retry_max_attempts: int = Field(default=3, ge=1)
+    retry_base_delay_s: float = Field(default=1.0, ge=0)
+    retry_max_delay_s: float = Field(default=30.0, ge=0)
+    retry_exponential_base: float = Field(default=2.0, ge=1)
+    retry_jitter: float = Field(default=0.25, ge=0, le=1)
+
+    worker_id: str = "vigil-worker"
+    topic_partitions: int = Field(default=3, ge=1)
+    projector_group: str = "vigil-projector"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    @field_validator("camera_root")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def kafka_url(self) -> str:
+        return f"kafka://{self.kafka_bootstrap_servers}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
