@@ -50,3 +50,44 @@ def samples() -> dict[str, Path]:
     from vigil.models import sample_images
 
     return {path.name: path for path in sample_images()}
+
+
+@pytest.fixture(scope="session")
+def engine(stack: Stack):
+    from projections.db import make_engine
+
+    engine = make_engine(stack.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def producer(stack: Stack):
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "acks": "all"})
+    yield producer
+    producer.flush(10)
+
+
+def publish(producer, topic: str, key: str | None, value: bytes) -> None:
+    """Produce one message and wait until the broker has it."""
+    errors = []
+    producer.produce(
+        topic,
+        key=key.encode() if key else None,
+        value=value,
+        on_delivery=lambda e, _m: errors.append(e),
+    )
+    producer.flush(10)
+    assert errors == [None], f"delivery failed: {errors}"
+
+
+@pytest.fixture(scope="session")
+def api_client(stack: Stack):
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    with TestClient(create_app(stack.settings())) as client:
+        yield client

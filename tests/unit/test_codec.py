@@ -58,7 +58,7 @@ def test_decode_refuses_a_future_schema_version():
 
 
 def test_a_topic_refuses_another_topics_event():
-    with pytest.raises(UndecodableMessage, match="vigil.detections"):
+    with pytest.raises(UndecodableMessage, match=r"vigil\.detections"):
         decode(DETECTIONS, encode(_image()))
 
 

@@ -1,0 +1,204 @@
+"""The whole path on real services: camera folder -> watcher -> Kafka -> detection agent ->
+Triton -> Kafka -> projector -> Postgres -> API."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from projections.tables import DeadLetterRow
+from schemas.codec import encode
+from schemas.images import ImageReceived, image_id_for
+from schemas.topics import IMAGES
+from streams.watcher import sha256_of
+from tests.conftest import new_camera_id, publish, wait_for
+
+PIPELINE_ENV = {
+    "FILE_STABLE_S": "0.5",
+    "WATCH_INTERVAL_S": "0.25",
+    "RETRY_BASE_DELAY_S": "0.2",
+    "RETRY_MAX_DELAY_S": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def camera_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cameras")
+
+
+@pytest.fixture(scope="module")
+def pipeline(stack, camera_root):
+    env = {"CAMERA_ROOT": str(camera_root), **PIPELINE_ENV}
+    worker = stack.start_app("worker", name="e2e-worker", **env)
+    projector = stack.start_app("projector", name="e2e-projector", **env)
+    yield worker, projector
+    for process in (projector, worker):
+        process.stop()
+        stack.apps.remove(process)
+
+
+def drop(camera_root: Path, camera_id: str, name: str, data: bytes) -> Path:
+    folder = camera_root / camera_id
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{name}.part"
+    partial.write_bytes(data)
+    return partial.rename(folder / name)
+
+
+def detections_for(api_client, camera_id: str) -> list[dict]:
+    reply = api_client.get("/api/detections", params={"camera_id": camera_id, "limit": 1000})
+    assert reply.status_code == 200, reply.text
+    return reply.json()["detections"]
+
+
+def dead_letters_for(engine, camera_id: str) -> list[DeadLetterRow]:
+    with Session(engine) as session:
+        return list(
+            session.scalars(
+                select(DeadLetterRow)
+                .where(DeadLetterRow.camera_id == camera_id)
+                .order_by(DeadLetterRow.id)
+            )
+        )
+
+
+def test_bus_photo_yields_people_and_a_bus(pipeline, camera_root, api_client, samples):
+    camera_id = new_camera_id("bus")
+    path = drop(camera_root, camera_id, "bus.jpg", samples["bus.jpg"].read_bytes())
+    rows = wait_for(lambda: detections_for(api_client, camera_id), timeout=90, what="detections")
+    labels = [r["label"] for r in rows]
+    assert labels.count("person") >= 2
+    assert "bus" in labels
+    assert {r["file_path"] for r in rows} == {str(path)}
+    assert {r["image_id"] for r in rows} == {image_id_for(camera_id, sha256_of(path))}
+    for row in rows:
+        box = row["bbox"]
+        assert (row["image_width"], row["image_height"]) == (810, 1080)
+        assert 0 <= box["x1"] < box["x2"] <= 810
+        assert 0 <= box["y1"] < box["y2"] <= 1080
+        assert 0.3 <= row["confidence"] <= 1.0
+        assert row["model_name"] == "centernet"
+    bus = max((r for r in rows if r["label"] == "bus"), key=lambda r: r["confidence"])
+    # The bus fills most of the photo's width.
+    assert bus["bbox"]["x2"] - bus["bbox"]["x1"] > 500
+
+
+def test_same_photo_dropped_twice_is_detected_once(
+    pipeline, camera_root, api_client, samples, producer
+):
+    camera_id = new_camera_id("dup")
+    data = samples["bus.jpg"].read_bytes()
+    first = drop(camera_root, camera_id, "first.jpg", data)
+    wait_for(lambda: detections_for(api_client, camera_id), timeout=90, what="first detections")
+    once = detections_for(api_client, camera_id)
+    drop(camera_root, camera_id, "again.jpg", data)
+    # A worker restart republishes what it finds; the same image must still count once.
+    digest = sha256_of(first)
+    publish(
+        producer,
+        IMAGES.name,
+        camera_id,
+        encode(
+            ImageReceived(
+                image_id=image_id_for(camera_id, digest),
+                camera_id=camera_id,
+                file_path=str(first),
+                sha256=digest,
+                size_bytes=len(data),
+                file_modified_at="2026-01-01T00:00:00Z",
+            )
+        ),
+    )
+    # A different photo dropped afterwards on the same camera is processed after both copies.
+    drop(camera_root, camera_id, "zidane.jpg", samples["zidane.jpg"].read_bytes())
+    wait_for(
+        lambda: any(
+            r["file_path"].endswith("zidane.jpg") for r in detections_for(api_client, camera_id)
+        ),
+        timeout=90,
+        what="the later photo",
+    )
+    rows = detections_for(api_client, camera_id)
+    bus_rows = [r for r in rows if not r["file_path"].endswith("zidane.jpg")]
+    assert sorted(r["id"] for r in bus_rows) == sorted(r["id"] for r in once)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "error_type", "reason"),
+    [
+        ("empty.jpg", b"", "InvalidImage", "zero-byte file"),
+        ("notes.jpg", b"this is a text file, not a photo\n", "InvalidImage", "not a known image"),
+        ("truncated.jpg", None, "InvalidImage", "invalid image"),
+    ],
+)
+def test_bad_files_are_dead_lettered_and_the_worker_carries_on(
+    pipeline, camera_root, api_client, engine, samples, name, content, error_type, reason
+):
+    worker, _ = pipeline
+    camera_id = new_camera_id("bad")
+    if content is None:
+        whole = samples["bus.jpg"].read_bytes()
+        content = whole[: len(whole) // 3]
+    drop(camera_root, camera_id, name, content)
+    letters = wait_for(lambda: dead_letters_for(engine, camera_id), timeout=60, what="dead letter")
+    assert len(letters) == 1
+    letter = letters[0]
+    assert (letter.stage, letter.error_type) == ("detection", error_type)
+    assert reason in letter.error
+    assert letter.attempt_count == 1  # bad input is not retried
+    assert letter.original["file_path"].endswith(name)
+    assert letter.source_topic == IMAGES.name
+    assert worker.alive()
+    drop(camera_root, camera_id, "good.jpg", samples["bus.jpg"].read_bytes())
+    wait_for(lambda: detections_for(api_client, camera_id), timeout=90, what="a good photo after")
+
+
+@pytest.mark.parametrize(
+    ("value", "error_type", "reason"),
+    [
+        (b"\x00\x01 definitely not json", "UndecodableMessage", "not JSON"),
+        (
+            b'{"event_type": "ImageReceived", "schema_version": 99}',
+            "UnsupportedSchemaVersion",
+            "schema_version 99 is newer",
+        ),
+    ],
+)
+def test_poison_messages_on_the_images_topic_are_dead_lettered(
+    pipeline, engine, producer, value, error_type, reason
+):
+    camera_id = new_camera_id("poison")
+    publish(producer, IMAGES.name, camera_id, value)
+    letters = wait_for(lambda: dead_letters_for(engine, camera_id), timeout=60, what="dead letter")
+    assert [letter.error_type for letter in letters] == [error_type]
+    assert reason in letters[0].error
+
+
+def test_file_linked_from_outside_the_camera_root_is_refused(
+    pipeline, camera_root, engine, tmp_path, samples
+):
+    camera_id = new_camera_id("link")
+    outside = tmp_path / "secret.jpg"
+    shutil.copyfile(samples["bus.jpg"], outside)
+    (camera_root / camera_id).mkdir()
+    (camera_root / camera_id / "link.jpg").symlink_to(outside)
+    letters = wait_for(lambda: dead_letters_for(engine, camera_id), timeout=60, what="dead letter")
+    assert [letter.error_type for letter in letters] == ["PathOutsideCameraRoot"]
+    assert "outside the camera root" in letters[0].error
+
+
+def test_health_reports_every_service_and_lag(pipeline, api_client):
+    body = api_client.get("/api/system/health").json()
+    assert body["status"] == "healthy", body
+    assert {name: s["status"] for name, s in body["services"].items()} == {
+        "kafka": "healthy",
+        "postgres": "healthy",
+        "triton": "healthy",
+    }
+    assert body["services"]["triton"]["models"] == {"centernet": "ready"}
+    assert set(body["consumer_lag"]) == {"vigil-worker", "vigil-projector"}
+    assert set(body["consumer_lag"]["vigil-worker"]) == {IMAGES.name}

@@ -1,0 +1,119 @@
+"""The projection runner against real Kafka and Postgres: exactly once across crashes."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from projections.tables import DetectionRow, ProjectionOffset, ProjectionReject
+from schemas.codec import encode
+from schemas.topics import DETECTIONS, IMAGES
+from tests.conftest import new_camera_id, publish, wait_for
+from tests.integration.test_projection_handlers import detections_event, image_event
+
+IMAGES_IN_STREAM = 300
+LABELS = ["person", "car", "dog"]
+
+
+def _count_rows(engine, camera_id: str) -> int:
+    with Session(engine) as session:
+        return session.scalar(
+            select(func.count())
+            .select_from(DetectionRow)
+            .where(DetectionRow.camera_id == camera_id)
+        )
+
+
+def test_projector_killed_mid_stream_leaves_every_detection_once(stack, engine, producer):
+    camera_id = new_camera_id("proj")
+    group = f"projector-{uuid.uuid4().hex[:8]}"
+    for index in range(IMAGES_IN_STREAM):
+        image = image_event(camera_id, digest=f"{index:064x}")
+        producer.produce(IMAGES.name, key=camera_id.encode(), value=encode(image))
+        producer.produce(
+            DETECTIONS.name, key=camera_id.encode(), value=encode(detections_event(image, LABELS))
+        )
+    producer.flush(30)
+    expected = IMAGES_IN_STREAM * len(LABELS)
+
+    first = stack.start_app("projector", name=f"{group}-a", PROJECTOR_GROUP=group)
+    wait_for(lambda: _count_rows(engine, camera_id) > 0, timeout=60, what="first rows")
+    first.kill()
+    assert _count_rows(engine, camera_id) < expected, "killed too late to test a crash mid-stream"
+
+    second = stack.start_app("projector", name=f"{group}-b", PROJECTOR_GROUP=group)
+    try:
+        wait_for(lambda: _count_rows(engine, camera_id) == expected, timeout=90, what="all rows")
+        with Session(engine) as session:
+            per_image = session.execute(
+                select(DetectionRow.image_id, func.count())
+                .where(DetectionRow.camera_id == camera_id)
+                .group_by(DetectionRow.image_id)
+            ).all()
+            offsets = session.scalars(
+                select(ProjectionOffset).where(ProjectionOffset.consumer == group)
+            ).all()
+        assert len(per_image) == IMAGES_IN_STREAM
+        assert {count for _, count in per_image} == {len(LABELS)}
+        assert {o.topic for o in offsets} >= {IMAGES.name, DETECTIONS.name}
+    finally:
+        second.stop()
+
+
+def test_undecodable_message_is_kept_as_a_reject_and_projection_continues(stack, engine, producer):
+    camera_id = new_camera_id("poison")
+    group = f"projector-{uuid.uuid4().hex[:8]}"
+    publish(producer, DETECTIONS.name, camera_id, b"{not json")
+    image = image_event(camera_id)
+    publish(producer, DETECTIONS.name, camera_id, encode(detections_event(image, ["person"])))
+    projector = stack.start_app("projector", name=group, PROJECTOR_GROUP=group)
+    try:
+        wait_for(lambda: _count_rows(engine, camera_id) == 1, timeout=60, what="the good event")
+        with Session(engine) as session:
+            rejects = session.scalars(
+                select(ProjectionReject).where(
+                    ProjectionReject.consumer == group, ProjectionReject.raw == "{not json"
+                )
+            ).all()
+        assert len(rejects) == 1
+        assert "message is not JSON" in rejects[0].error
+    finally:
+        projector.stop()
+
+
+def test_projector_waits_out_a_postgres_outage(stack, engine, producer):
+    if stack.postgres is None:
+        import pytest
+
+        pytest.skip("Postgres is external (DATABASE_URL); the test cannot stop it")
+    camera_id = new_camera_id("outage")
+    group = f"projector-{uuid.uuid4().hex[:8]}"
+    projector = stack.start_app("projector", name=group, PROJECTOR_GROUP=group)
+    try:
+        image = image_event(camera_id, digest="1" * 64)
+        publish(producer, DETECTIONS.name, camera_id, encode(detections_event(image, ["person"])))
+        wait_for(lambda: _count_rows(engine, camera_id) == 1, timeout=60, what="first event")
+        stack.postgres.stop()
+        for index in range(20):
+            image = image_event(camera_id, digest=f"{index + 100:064x}")
+            producer.produce(
+                DETECTIONS.name,
+                key=camera_id.encode(),
+                value=encode(detections_event(image, ["car", "bus"])),
+            )
+        producer.flush(10)
+        wait_for(
+            lambda: "unavailable" in projector.log_tail(200),
+            timeout=30,
+            what="the projector to notice the outage",
+        )
+        stack.postgres.start()
+        engine.dispose()
+        wait_for(lambda: _count_rows(engine, camera_id) == 41, timeout=90, what="catch-up")
+        assert projector.alive()
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        projector.stop()
