@@ -1,0 +1,71 @@
+"""The JSON Schema files other services validate against match the models and accept real events."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from schemas.codec import encode
+from schemas.detections import BoundingBox, Detection, DetectionsProduced
+from schemas.export import export_schemas, topic_schemas
+from schemas.images import ImageReceived, image_id_for
+from schemas.topics import ALL_TOPICS, DETECTIONS, IMAGES
+
+CHECKED_IN = Path(__file__).resolve().parents[2] / "schemas" / "json"
+
+
+def test_checked_in_schemas_are_current(tmp_path):
+    written = {p.name: p.read_text() for p in export_schemas(tmp_path)}
+    stored = {p.name: p.read_text() for p in CHECKED_IN.glob("*.schema.json")}
+    assert stored == written, "run `vigil schemas export` and commit schemas/json"
+
+
+def test_every_topic_has_a_schema_naming_its_key():
+    schemas = topic_schemas()
+    assert set(schemas) == {t.name for t in ALL_TOPICS}
+    assert all(s["x-kafka-key"] == "camera_id" for s in schemas.values())
+
+
+def _image() -> ImageReceived:
+    return ImageReceived(
+        image_id=image_id_for("cam", "c" * 64),
+        camera_id="cam",
+        file_path="/cams/cam/a.jpg",
+        sha256="c" * 64,
+        size_bytes=5,
+        file_modified_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+def test_schema_accepts_encoded_events():
+    schemas = topic_schemas()
+    image = _image()
+    produced = DetectionsProduced(
+        image_id=image.image_id,
+        camera_id="cam",
+        file_path=image.file_path,
+        image_width=10,
+        image_height=10,
+        detections=(
+            Detection(
+                label="person", class_id=0, confidence=0.5, bbox=BoundingBox(x1=0, y1=0, x2=1, y2=1)
+            ),
+        ),
+        model_name="centernet",
+        model_version="1",
+        latency_ms=1.0,
+        image_received_at=image.occurred_at,
+    )
+    jsonschema.validate(json.loads(encode(image)), schemas[IMAGES.name])
+    jsonschema.validate(json.loads(encode(produced)), schemas[DETECTIONS.name])
+
+
+def test_schema_refuses_a_bad_event():
+    document = json.loads(encode(_image()))
+    document["sha256"] = "not-a-digest"
+    with pytest.raises(jsonschema.ValidationError, match="does not match"):
+        jsonschema.validate(document, topic_schemas()[IMAGES.name])
