@@ -30,3 +30,20 @@ def alembic_config(url: str) -> Config:
 def migrate(url: str) -> None:
     """Bring the read-model schema to the latest migration."""
     command.upgrade(alembic_config(url), "head")
+
+
+def reset_read_models(engine: Engine, consumer: str) -> list[str]:
+    """Empty every read model and forget `consumer`'s offsets, so it replays from the start.
+
+    Other consumers' offsets are kept. Stop the projector first: a running one still
+    holds its positions in memory.
+    """
+    from sqlalchemy import delete, text
+
+    from projections.tables import Base, ProjectionOffset
+
+    models = [t.name for t in Base.metadata.sorted_tables if t.name != "projection_offsets"]
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {', '.join(models)} RESTART IDENTITY"))
+        connection.execute(delete(ProjectionOffset).where(ProjectionOffset.consumer == consumer))
+    return models

@@ -91,6 +91,22 @@ def migrate() -> None:
 
 
 @app.command()
+def replay(
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm emptying the read models")] = False,
+) -> None:
+    """Empty the read models so the (stopped) projector rebuilds them from the topics."""
+    from projections.db import make_engine, reset_read_models
+
+    if not yes:
+        typer.echo("this empties every read model; run again with --yes", err=True)
+        raise typer.Exit(2)
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    emptied = reset_read_models(engine, settings.projector_group)
+    typer.echo(f"emptied {', '.join(emptied)}; start the projector to replay")
+
+
+@app.command()
 def models(force: Annotated[bool, typer.Option(help="Rebuild even if cached")] = False) -> None:
     """Build the Triton model files (cached under .cache/)."""
     from vigil.models import ensure_models
@@ -136,6 +152,17 @@ def down() -> None:
     for pid_file in sorted(run.glob("*.pid")) if run.is_dir() else []:
         typer.echo(f"stopping {pid_file.stem}")
         reap_leftover(pid_file)
+
+
+@app.command()
+def bench(
+    images: Annotated[int, typer.Option(help="How many images to send")] = 60,
+) -> None:
+    """Detector throughput through Triton alone vs the whole path, and end-to-end latency."""
+    from bench.detection_pipeline import main
+
+    _logging("WARNING")
+    main(cache_dir() / "bench-state", images)
 
 
 @app.command()

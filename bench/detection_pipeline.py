@@ -1,0 +1,121 @@
+"""Detection benchmark: Triton alone vs the whole path, measured in one run.
+
+Baseline: the detector called directly through Triton, one image at a time.
+Whole path: files dropped into a camera folder -> watcher -> Kafka -> detection
+agent -> Triton -> Kafka -> projector -> Postgres, timed from each file's arrival
+(its rename into the folder) to its first detection row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from projections.db import make_engine
+from streams.detector import TritonDetector
+from vigil.devservices.stack import Stack, start_stack
+
+SETTLE_ENV = {"FILE_STABLE_S": "0.2", "WATCH_INTERVAL_S": "0.1"}
+
+
+def _variants(samples: list[Path], count: int) -> list[bytes]:
+    """`count` distinct files: sample photos with a counter appended after the image data."""
+    blobs = [p.read_bytes() for p in samples]
+    return [blobs[i % len(blobs)] + f"\n#vigil-bench-{i}".encode() for i in range(count)]
+
+
+async def _triton_alone(stack: Stack, model: str, images: list[bytes]) -> list[float]:
+    detector = TritonDetector(stack.triton_url, model)
+    await detector.detect(images[0])  # warm-up
+    latencies = []
+    try:
+        for image in images:
+            started = time.perf_counter()
+            await detector.detect(image)
+            latencies.append(time.perf_counter() - started)
+    finally:
+        await detector.close()
+    return latencies
+
+
+def _whole_path(stack: Stack, images: list[bytes], camera_root: Path, timeout: float) -> dict:
+    camera = f"bench-{int(time.time())}"
+    folder = camera_root / camera
+    folder.mkdir(parents=True)
+    engine = make_engine(stack.database_url)
+    arrived: dict[str, float] = {}
+    started = time.time()
+    for index, data in enumerate(images):
+        partial = folder / f".{index}.part"
+        partial.write_bytes(data)
+        target = folder / f"img-{index:05d}.jpg"
+        partial.rename(target)
+        arrived[str(target)] = time.time()
+    deadline = time.monotonic() + timeout
+    done: dict[str, float] = {}
+    while time.monotonic() < deadline and len(done) < len(images):
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT file_path, extract(epoch FROM min(created_at)) FROM detections "
+                    "WHERE camera_id = :camera GROUP BY file_path"
+                ),
+                {"camera": camera},
+            ).all()
+        done = {path: float(at) for path, at in rows}
+        time.sleep(0.2)
+    engine.dispose()
+    latencies = sorted(done[p] - arrived[p] for p in done)
+    return {
+        "completed": len(done),
+        "elapsed_s": (max(done.values()) - started) if done else None,
+        "latencies_s": latencies,
+    }
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run(state_dir: Path, count: int = 60) -> dict:
+    from vigil.models import sample_images
+
+    stack = start_stack(state_dir)
+    try:
+        samples = [p for p in sample_images() if p.suffix.lower() in {".jpg", ".jpeg"}]
+        images = _variants(samples, count)
+        model = stack.settings().detector_model
+        alone = asyncio.run(_triton_alone(stack, model, images))
+        camera_root = state_dir / "cameras"
+        camera_root.mkdir(parents=True, exist_ok=True)
+        stack.start_app("worker", CAMERA_ROOT=str(camera_root), **SETTLE_ENV)
+        stack.start_app("projector")
+        time.sleep(5)  # let the worker join its group before the clock starts
+        path = _whole_path(stack, images, camera_root, timeout=300)
+    finally:
+        stack.stop()
+    alone_rate = len(alone) / sum(alone)
+    path_rate = path["completed"] / path["elapsed_s"] if path["elapsed_s"] else 0.0
+    latencies = path["latencies_s"] or [float("nan")]
+    return {
+        "images": count,
+        "detector_model": model,
+        "triton_alone_images_per_s": round(alone_rate, 2),
+        "triton_alone_p50_ms": round(statistics.median(alone) * 1000, 1),
+        "whole_path_images_per_s": round(path_rate, 2),
+        "whole_path_completed": path["completed"],
+        "ratio_whole_path_to_triton": round(path_rate / alone_rate, 3),
+        "e2e_latency_p50_s": round(_percentile(latencies, 0.5), 3),
+        "e2e_latency_p99_s": round(_percentile(latencies, 0.99), 3),
+        "watcher_settle_s": float(SETTLE_ENV["FILE_STABLE_S"]),
+    }
+
+
+def main(state_dir: Path, count: int) -> None:
+    print(json.dumps(run(state_dir, count), indent=2))
