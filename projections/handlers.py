@@ -13,9 +13,23 @@ from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from projections.tables import DeadLetterRow, DetectionRow, Image
+from projections.tables import (
+    AuditRow,
+    BatchMember,
+    BatchRow,
+    DeadLetterRow,
+    DetectionRow,
+    EnrichmentRow,
+    EventAnalysisRow,
+    Image,
+    PromptVersionRow,
+    SecurityEventRow,
+)
+from schemas.analysis import ModelCallAudited, PromptConfigured, SecurityEventRecorded
+from schemas.batches import BatchClosed, BatchOpened, DetectionsBatched
 from schemas.dead_letters import DeadLettered
 from schemas.detections import DetectionsProduced
+from schemas.enrichments import DetectionsEnriched, Enrichment, EnrichmentReprocessed
 from schemas.images import ImageReceived
 
 Handler = Callable[[Any, Session], None]
@@ -114,17 +128,251 @@ def dead_lettered(event: DeadLettered, session: Session) -> None:
         )
         .on_conflict_do_nothing(index_elements=[DeadLetterRow.dead_letter_id])
     )
-    image_id = event.original.get("image_id") if isinstance(event.original, dict) else None
+    original = event.original if isinstance(event.original, dict) else {}
+    reason = f"{event.error_type}: {event.error}"
+    image_id, batch_id = original.get("image_id"), original.get("batch_id")
     if event.stage == "detection" and isinstance(image_id, str):
         session.execute(
             update(Image)
             .where(Image.image_id == image_id, Image.detected_at.is_(None))
-            .values(status="failed", error=f"{event.error_type}: {event.error}")
+            .values(status="failed", error=reason)
         )
+    if event.stage == "analysis" and isinstance(batch_id, str):
+        session.execute(
+            update(BatchRow)
+            .where(BatchRow.batch_id == batch_id, BatchRow.event_id.is_(None))
+            .values(status="failed", error=reason)
+        )
+
+
+def _enrichment_values(
+    enrichment: Enrichment,
+    *,
+    source_event_id: str,
+    image_id: str,
+    camera_id: str,
+    model_name: str,
+    model_version: str,
+    latency_ms: float,
+    created_at,
+    reprocessed: bool,
+) -> dict:
+    return {
+        "source_event_id": source_event_id,
+        "image_id": image_id,
+        "position": enrichment.position,
+        "camera_id": camera_id,
+        "detection_type": enrichment.detection_type,
+        "model_name": model_name,
+        "model_version": model_version,
+        "description": enrichment.description,
+        "attributes": enrichment.attributes,
+        "confidence": enrichment.confidence,
+        "latency_ms": latency_ms,
+        "reprocessed": reprocessed,
+        "created_at": created_at,
+    }
+
+
+def detections_enriched(event: DetectionsEnriched, session: Session) -> None:
+    if not event.enrichments:
+        return
+    session.execute(
+        insert(EnrichmentRow).on_conflict_do_nothing(),
+        [
+            _enrichment_values(
+                enrichment,
+                source_event_id=str(event.event_id),
+                image_id=event.image_id,
+                camera_id=event.camera_id,
+                model_name=event.model_name or "unknown",
+                model_version=event.model_version or "unknown",
+                latency_ms=event.latency_ms or 0.0,
+                created_at=event.occurred_at,
+                reprocessed=False,
+            )
+            for enrichment in event.enrichments
+        ],
+    )
+
+
+def enrichment_reprocessed(event: EnrichmentReprocessed, session: Session) -> None:
+    session.execute(
+        insert(EnrichmentRow)
+        .values(
+            _enrichment_values(
+                event.enrichment,
+                source_event_id=str(event.event_id),
+                image_id=event.image_id,
+                camera_id=event.camera_id,
+                model_name=event.model_name,
+                model_version=event.model_version,
+                latency_ms=event.latency_ms,
+                created_at=event.occurred_at,
+                reprocessed=True,
+            )
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+def batch_opened(event: BatchOpened, session: Session) -> None:
+    session.execute(
+        insert(BatchRow)
+        .values(
+            batch_id=event.batch_id,
+            camera_id=event.camera_id,
+            status="aggregating",
+            detection_count=0,
+            started_at=event.started_at,
+            last_activity_at=event.started_at,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+def detections_batched(event: DetectionsBatched, session: Session) -> None:
+    session.execute(
+        update(BatchRow)
+        .where(
+            BatchRow.batch_id == event.batch_id,
+            BatchRow.status == "aggregating",
+            BatchRow.detection_count < event.detection_count,
+        )
+        .values(detection_count=event.detection_count, last_activity_at=event.last_activity_at)
+    )
+
+
+def batch_closed(event: BatchClosed, session: Session) -> None:
+    closed = {
+        "detection_count": len(event.detections),
+        "last_activity_at": event.last_activity_at,
+        "completed_at": event.closed_at,
+        "trigger": event.trigger,
+    }
+    session.execute(
+        insert(BatchRow)
+        .values(
+            batch_id=event.batch_id,
+            camera_id=event.camera_id,
+            status="completed",
+            started_at=event.started_at,
+            **closed,
+        )
+        .on_conflict_do_update(
+            index_elements=[BatchRow.batch_id],
+            set_={"status": "completed", **closed},
+            where=BatchRow.status == "aggregating",
+        )
+    )
+    if event.detections:
+        session.execute(
+            insert(BatchMember).on_conflict_do_nothing(),
+            [
+                {"batch_id": event.batch_id, "image_id": d.image_id, "position": d.position}
+                for d in event.detections
+            ],
+        )
+
+
+def security_event_recorded(event: SecurityEventRecorded, session: Session) -> None:
+    analysis = {
+        "analysis_version": event.analysis_version,
+        "risk_score": event.risk_score,
+        "risk_level": event.risk_level,
+        "summary": event.summary,
+        "reasoning": event.reasoning,
+        "prompt_version": event.prompt_version,
+        "audit_id": event.audit_id,
+    }
+    session.execute(
+        insert(EventAnalysisRow)
+        .values(batch_id=event.batch_id, created_at=event.occurred_at, **analysis)
+        .on_conflict_do_nothing()
+    )
+    latest = {
+        **analysis,
+        "model_name": event.model_name,
+        "model_version": event.model_version,
+        "updated_at": event.occurred_at,
+    }
+    event_id = session.execute(
+        insert(SecurityEventRow)
+        .values(
+            batch_id=event.batch_id,
+            camera_id=event.camera_id,
+            started_at=event.started_at,
+            ended_at=event.ended_at,
+            detection_count=event.detection_count,
+            created_at=event.occurred_at,
+            **latest,
+        )
+        .on_conflict_do_update(
+            index_elements=[SecurityEventRow.batch_id],
+            set_=latest,
+            where=SecurityEventRow.analysis_version < event.analysis_version,
+        )
+        .returning(SecurityEventRow.id)
+    ).scalar()
+    if event_id is not None:
+        session.execute(
+            update(BatchRow)
+            .where(BatchRow.batch_id == event.batch_id)
+            .values(event_id=event_id, status="completed", error=None)
+        )
+
+
+def model_call_audited(event: ModelCallAudited, session: Session) -> None:
+    session.execute(
+        insert(AuditRow)
+        .values(
+            audit_id=event.audit_id,
+            model_name=event.model_name,
+            model_version=event.model_version,
+            camera_id=event.camera_id,
+            batch_id=event.batch_id,
+            prompt_version=event.prompt_version,
+            input_summary=event.input_summary,
+            raw_output=event.raw_output,
+            tokens_in=event.tokens_in,
+            tokens_out=event.tokens_out,
+            latency_ms=event.latency_ms,
+            outcome=event.outcome,
+            error=event.error,
+            attempt=event.attempt,
+            created_at=event.occurred_at,
+        )
+        .on_conflict_do_nothing(index_elements=[AuditRow.audit_id])
+    )
+
+
+def prompt_configured(event: PromptConfigured, session: Session) -> None:
+    session.execute(
+        insert(PromptVersionRow)
+        .values(
+            model=event.model,
+            version=event.version,
+            system_prompt=event.config.system_prompt,
+            temperature=event.config.temperature,
+            max_tokens=event.config.max_tokens,
+            description=event.description,
+            restored_from=event.restored_from,
+            created_at=event.occurred_at,
+        )
+        .on_conflict_do_nothing()
+    )
 
 
 HANDLERS: dict[type, list[Handler]] = {
     ImageReceived: [image_received],
     DetectionsProduced: [detections_produced],
     DeadLettered: [dead_lettered],
+    DetectionsEnriched: [detections_enriched],
+    EnrichmentReprocessed: [enrichment_reprocessed],
+    BatchOpened: [batch_opened],
+    DetectionsBatched: [detections_batched],
+    BatchClosed: [batch_closed],
+    SecurityEventRecorded: [security_event_recorded],
+    ModelCallAudited: [model_call_audited],
+    PromptConfigured: [prompt_configured],
 }

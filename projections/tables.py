@@ -128,3 +128,133 @@ class DeadLetterRow(Base):
     first_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class BatchRow(Base):
+    __tablename__ = "batches"
+
+    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(128), index=True)
+    # aggregating -> completed (analysed or analysis pending) | failed (analysis dead-lettered)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    detection_count: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_activity_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    trigger: Mapped[str | None] = mapped_column(String(16))
+    event_id: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class BatchMember(Base):
+    """Which detections (image and position) a closed batch holds."""
+
+    __tablename__ = "batch_detections"
+
+    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    image_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class EnrichmentRow(Base):
+    __tablename__ = "enrichments"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # The event that carried it and the detection's position: the natural key.
+    source_event_id: Mapped[str] = mapped_column(String(36))
+    image_id: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)
+    camera_id: Mapped[str] = mapped_column(String(128))
+    detection_type: Mapped[str] = mapped_column(String(16))
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text)
+    attributes: Mapped[dict] = mapped_column(JSONB)
+    confidence: Mapped[float] = mapped_column(Float)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    reprocessed: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("source_event_id", "position"),
+        Index(None, "image_id", "position"),
+        Index(None, "created_at"),
+    )
+
+
+class SecurityEventRow(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(64), unique=True)
+    camera_id: Mapped[str] = mapped_column(String(128))
+    analysis_version: Mapped[int] = mapped_column(Integer)
+    risk_score: Mapped[int] = mapped_column(Integer)
+    risk_level: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text)
+    reasoning: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    detection_count: Mapped[int] = mapped_column(Integer)
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(32))
+    prompt_version: Mapped[int] = mapped_column(Integer)
+    audit_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index(None, "camera_id", "started_at"),
+        Index(None, "started_at"),
+        Index(None, "risk_level"),
+    )
+
+
+class EventAnalysisRow(Base):
+    """Every analysis version of an event (the event row shows the latest)."""
+
+    __tablename__ = "event_analyses"
+
+    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    analysis_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    risk_score: Mapped[int] = mapped_column(Integer)
+    risk_level: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text)
+    reasoning: Mapped[str] = mapped_column(Text)
+    prompt_version: Mapped[int] = mapped_column(Integer)
+    audit_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditRow(Base):
+    __tablename__ = "ai_audit"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    audit_id: Mapped[str] = mapped_column(String(36), unique=True)
+    model_name: Mapped[str] = mapped_column(String(64), index=True)
+    model_version: Mapped[str | None] = mapped_column(String(32))
+    camera_id: Mapped[str | None] = mapped_column(String(128))
+    batch_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    prompt_version: Mapped[int | None] = mapped_column(Integer)
+    input_summary: Mapped[str] = mapped_column(Text)
+    raw_output: Mapped[str | None] = mapped_column(Text)
+    tokens_in: Mapped[int | None] = mapped_column(Integer)
+    tokens_out: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class PromptVersionRow(Base):
+    __tablename__ = "prompt_versions"
+
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    system_prompt: Mapped[str] = mapped_column(Text)
+    temperature: Mapped[float] = mapped_column(Float)
+    max_tokens: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str | None] = mapped_column(Text)
+    restored_from: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

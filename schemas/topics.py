@@ -12,8 +12,11 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter
 
+from schemas.analysis import ModelCallAudited, PromptConfigured, SecurityEventRecorded
+from schemas.batches import BatchClosed, BatchOpened, DetectionsBatched, FlushBatch
 from schemas.dead_letters import DeadLettered
 from schemas.detections import DetectionsProduced
+from schemas.enrichments import DetectionsEnriched, EnrichmentReprocessed, ReprocessEnrichment
 from schemas.envelope import Message
 from schemas.images import ImageReceived
 
@@ -54,4 +57,73 @@ DLQ_DETECTION = TopicSpec(
     description="Images the detection stage gave up on, with the reason.",
 )
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (IMAGES, DETECTIONS, DLQ_DETECTION)
+ENRICHMENTS = TopicSpec(
+    name="vigil.enrichments",
+    key="camera_id",
+    value_types=(DetectionsEnriched, EnrichmentReprocessed),
+    description="Detections with the vision model's descriptions; reprocessed enrichments.",
+)
+ENRICHMENT_COMMANDS = TopicSpec(
+    name="vigil.commands.enrichment",
+    key="camera_id",
+    value_types=(ReprocessEnrichment,),
+    description="Commands to the enrichment stage.",
+)
+DLQ_ENRICHMENT = TopicSpec(
+    name="vigil.dlq.enrichment",
+    key="camera_id",
+    value_types=(DeadLettered,),
+    description="Enrichments the vision stage gave up on, with the reason.",
+)
+BATCHES = TopicSpec(
+    name="vigil.batches",
+    key="camera_id",
+    value_types=(BatchOpened, DetectionsBatched, BatchClosed),
+    description="The batch lifecycle per camera: opened, detections added, closed with trigger.",
+)
+BATCH_COMMANDS = TopicSpec(
+    name="vigil.commands.batch",
+    key="camera_id",
+    value_types=(FlushBatch,),
+    description="Commands to the batch aggregator (flush).",
+)
+SECURITY_EVENTS = TopicSpec(
+    name="vigil.events",
+    key="camera_id",
+    value_types=(SecurityEventRecorded,),
+    description="Risk-assessed security events, one analysis version per message.",
+)
+AI_AUDIT = TopicSpec(
+    name="vigil.ai-audit",
+    key="camera_id",
+    value_types=(ModelCallAudited,),
+    description="Every model call: input summary, raw output, tokens, latency, outcome.",
+)
+DLQ_ANALYSIS = TopicSpec(
+    name="vigil.dlq.analysis",
+    key="camera_id",
+    value_types=(DeadLettered,),
+    description="Batches the analysis stage gave up on, with the model's raw answer.",
+)
+PROMPTS = TopicSpec(
+    name="vigil.prompts",
+    key="model",
+    value_types=(PromptConfigured,),
+    description="Versioned prompt configurations per model.",
+    partitions=1,
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    IMAGES,
+    DETECTIONS,
+    DLQ_DETECTION,
+    ENRICHMENTS,
+    ENRICHMENT_COMMANDS,
+    DLQ_ENRICHMENT,
+    BATCHES,
+    BATCH_COMMANDS,
+    SECURITY_EVENTS,
+    AI_AUDIT,
+    DLQ_ANALYSIS,
+    PROMPTS,
+)

@@ -83,11 +83,12 @@ def api(
 
 
 @app.command()
-def migrate() -> None:
-    """Bring the read-model schema to the latest migration."""
-    from projections.db import migrate as run_migrations
+def init() -> None:
+    """Prepare a deployment: create the topics and bring the read-model schema up to date."""
+    from vigil.bootstrap import initialize
 
-    run_migrations(get_settings().database_url)
+    _logging()
+    initialize(get_settings())
 
 
 @app.command()

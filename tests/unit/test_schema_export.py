@@ -27,7 +27,10 @@ def test_checked_in_schemas_are_current(tmp_path):
 def test_every_topic_has_a_schema_naming_its_key():
     schemas = topic_schemas()
     assert set(schemas) == {t.name for t in ALL_TOPICS}
-    assert all(s["x-kafka-key"] == "camera_id" for s in schemas.values())
+    assert {name: s["x-kafka-key"] for name, s in schemas.items()} == {
+        t.name: t.key for t in ALL_TOPICS
+    }
+    assert {t.key for t in ALL_TOPICS} == {"camera_id", "model"}
 
 
 def _image() -> ImageReceived:

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from projections.db import migrate
-from schemas.topics import ALL_TOPICS
 from vigil.devservices.procs import ManagedProcess, start_process
 from vigil.settings import Settings
 
@@ -78,7 +76,8 @@ class Stack:
 
 
 def start_stack(state_dir: Path, *, triton_models: tuple[str, ...] = ("centernet",)) -> Stack:
-    from vigil.devservices.kafka import create_topics, start_kafka
+    from vigil.bootstrap import initialize
+    from vigil.devservices.kafka import start_kafka
     from vigil.devservices.postgres import start_postgres
     from vigil.devservices.triton import start_triton
     from vigil.models import ensure_models
@@ -105,12 +104,7 @@ def start_stack(state_dir: Path, *, triton_models: tuple[str, ...] = ("centernet
             log.info("starting Triton")
             stack.triton = triton = start_triton(state_dir / "triton", list(triton_models))
             stack.triton_url = triton.http_url
-        settings = stack.settings()
-        create_topics(
-            stack.kafka_bootstrap,
-            [(t.name, t.partitions or settings.topic_partitions) for t in ALL_TOPICS],
-        )
-        migrate(stack.database_url)
+        initialize(stack.settings())
     except BaseException:
         stack.stop()
         raise

@@ -1,0 +1,130 @@
+"""Risk analysis: the analyst's answer, security events, the audit trail, prompt configuration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.envelope import Message
+
+RiskLevel = Literal["low", "medium", "high", "critical"]
+
+# Inclusive score bands per level; a level outside its band is a contradiction.
+RISK_BANDS: dict[str, tuple[int, int]] = {
+    "low": (0, 29),
+    "medium": (30, 59),
+    "high": (60, 84),
+    "critical": (85, 100),
+}
+
+
+def level_for(score: int) -> RiskLevel:
+    for level, (low, high) in RISK_BANDS.items():
+        if low <= score <= high:
+            return level  # type: ignore[return-value]
+    raise ValueError(f"risk_score {score} is outside 0-100")
+
+
+class RiskAssessment(BaseModel):
+    """The only answer shape accepted from the analyst model (strict: no coercion)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    risk_score: int = Field(ge=0, le=100)
+    risk_level: RiskLevel
+    summary: str = Field(min_length=1, max_length=300)
+    reasoning: str = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _level_matches_score(self) -> RiskAssessment:
+        low, high = RISK_BANDS[self.risk_level]
+        if not low <= self.risk_score <= high:
+            raise ValueError(
+                f"risk_level {self.risk_level!r} contradicts risk_score {self.risk_score} "
+                f"({self.risk_level} is {low}-{high})"
+            )
+        return self
+
+
+def risk_json_schema() -> dict:
+    """JSON Schema sent to the model to constrain its output, bands included."""
+    return {
+        "oneOf": [
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["risk_score", "risk_level", "summary", "reasoning"],
+                "properties": {
+                    "risk_score": {"type": "integer", "minimum": low, "maximum": high},
+                    "risk_level": {"const": level},
+                    "summary": {"type": "string", "minLength": 1, "maxLength": 300},
+                    "reasoning": {"type": "string", "minLength": 1, "maxLength": 1000},
+                },
+            }
+            for level, (low, high) in RISK_BANDS.items()
+        ]
+    }
+
+
+class PromptConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    system_prompt: str = Field(min_length=1)
+    temperature: float = Field(ge=0, le=2)
+    max_tokens: int = Field(ge=1, le=32768)
+
+
+class PromptConfigured(Message):
+    """A model's prompt configuration took a new version."""
+
+    event_type: Literal["PromptConfigured"] = "PromptConfigured"
+
+    model: str
+    version: int = Field(ge=1)
+    config: PromptConfig
+    description: str | None = None
+    restored_from: int | None = None
+
+
+class SecurityEventRecorded(Message):
+    """The analysis of one closed batch; a reanalysis is a new `analysis_version` of it."""
+
+    event_type: Literal["SecurityEventRecorded"] = "SecurityEventRecorded"
+
+    batch_id: str
+    camera_id: str
+    analysis_version: int = Field(ge=1)
+    risk_score: int = Field(ge=0, le=100)
+    risk_level: RiskLevel
+    summary: str
+    reasoning: str
+    started_at: datetime
+    ended_at: datetime
+    detection_count: int = Field(ge=0)
+    model_name: str
+    model_version: str
+    prompt_version: int
+    audit_id: str
+
+
+class ModelCallAudited(Message):
+    """One call to a model, whatever came of it."""
+
+    event_type: Literal["ModelCallAudited"] = "ModelCallAudited"
+
+    audit_id: str
+    model_name: str
+    model_version: str | None
+    camera_id: str | None
+    batch_id: str | None
+    prompt_version: int | None
+    input_summary: str
+    raw_output: str | None
+    tokens_in: int | None = Field(default=None, ge=0)
+    tokens_out: int | None = Field(default=None, ge=0)
+    latency_ms: float | None = Field(default=None, ge=0)
+    outcome: Literal["success", "invalid_output", "error"]
+    error: str | None = None
+    attempt: int = Field(default=1, ge=1)

@@ -1,0 +1,92 @@
+"""Events of the enrichment stage: what the vision model says about detected objects."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.detections import Detection
+from schemas.envelope import Message
+
+DetectionType = Literal["person", "vehicle", "animal", "object"]
+
+_VEHICLES = frozenset({"bicycle", "car", "motorcycle", "bus", "truck", "train", "boat", "airplane"})
+_ANIMALS = frozenset(
+    {"bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe"}
+)
+ENRICHED_TYPES: frozenset[str] = frozenset({"person", "vehicle"})
+
+
+def detection_type(label: str) -> DetectionType:
+    if label == "person":
+        return "person"
+    if label in _VEHICLES:
+        return "vehicle"
+    if label in _ANIMALS:
+        return "animal"
+    return "object"
+
+
+class Enrichment(BaseModel):
+    """The vision model's answer for one detection (by its position in the image's detections)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    position: int = Field(ge=0)
+    detection_type: DetectionType
+    description: str
+    attributes: dict[str, Any]
+    confidence: float = Field(ge=0, le=1)
+
+
+class DetectionsEnriched(Message):
+    """An image's detections with the enrichments of those worth describing.
+
+    The batch aggregator consumes this, so every detection reaches a batch, enriched or not;
+    `enrichment_error` says why enrichments are missing when the vision model failed.
+    """
+
+    event_type: Literal["DetectionsEnriched"] = "DetectionsEnriched"
+
+    image_id: str
+    camera_id: str
+    file_path: str
+    image_width: int = Field(gt=0)
+    image_height: int = Field(gt=0)
+    detections: tuple[Detection, ...]
+    detected_at: datetime
+    enrichments: tuple[Enrichment, ...]
+    model_name: str | None
+    model_version: str | None
+    latency_ms: float | None = Field(default=None, ge=0)
+    enrichment_error: str | None = None
+
+
+class EnrichmentReprocessed(Message):
+    """A new enrichment of one detection, asked for by a reprocess command; never an overwrite."""
+
+    event_type: Literal["EnrichmentReprocessed"] = "EnrichmentReprocessed"
+
+    request_id: str
+    image_id: str
+    camera_id: str
+    enrichment: Enrichment
+    model_name: str
+    model_version: str
+    latency_ms: float = Field(ge=0)
+
+
+class ReprocessEnrichment(Message):
+    """Command: enrich one detection again."""
+
+    event_type: Literal["ReprocessEnrichment"] = "ReprocessEnrichment"
+
+    request_id: str
+    detection_id: int
+    image_id: str
+    camera_id: str
+    file_path: str
+    position: int = Field(ge=0)
+    detection: Detection
