@@ -26,6 +26,8 @@ class DeadLettered(Message):
     original_encoding: Literal["json", "text", "base64"] = "json"
     error_type: str
     error: str
+    # Evidence beyond the error text, e.g. {"raw_answer": "..."} for a model answer that failed.
+    context: dict[str, Any] | None = None
     attempt_count: int = Field(ge=0)
     first_failed_at: datetime
     last_failed_at: datetime

@@ -1,7 +1,7 @@
 """The Faust application: one app per worker process, built from settings.
 
 Nothing connects at import time; `create_worker_app` wires the topics, the
-detector and the agents, and `vigil worker` runs the result.
+model clients and the agents, and `vigil worker` runs the result.
 """
 
 from __future__ import annotations
@@ -12,8 +12,24 @@ import faust
 
 from schemas.codec import encode
 from schemas.envelope import Message
-from schemas.topics import DETECTIONS, DLQ_DETECTION, IMAGES, TopicSpec
+from schemas.topics import (
+    AI_AUDIT,
+    BATCH_COMMANDS,
+    BATCHES,
+    DETECTIONS,
+    DLQ_ANALYSIS,
+    DLQ_DETECTION,
+    DLQ_ENRICHMENT,
+    ENRICHMENT_COMMANDS,
+    ENRICHMENTS,
+    IMAGES,
+    PROMPTS,
+    SECURITY_EVENTS,
+    TopicSpec,
+)
+from streams.analyst import Analyst, TritonAnalyst
 from streams.detector import Detector, TritonDetector
+from streams.enricher import Enricher, TritonEnricher
 from streams.retry import RetryPolicy
 from vigil.settings import Settings
 
@@ -26,12 +42,50 @@ class Topics:
     images: faust.TopicT
     detections: faust.TopicT
     dlq_detection: faust.TopicT
+    enrichment_input: faust.TopicT  # detections and reprocess commands
+    enrichments: faust.TopicT
+    dlq_enrichment: faust.TopicT
+    batch_input: faust.TopicT  # enrichments and flush commands
+    batches: faust.TopicT
+    batch_commands: faust.TopicT
+    events: faust.TopicT
+    audit: faust.TopicT
+    dlq_analysis: faust.TopicT
+    prompts: faust.TopicT
 
 
-def faust_topic(app: faust.App, spec: TopicSpec, settings: Settings) -> faust.TopicT:
+@dataclass
+class Models:
+    detector: Detector
+    enricher: Enricher
+    analyst: Analyst
+
+    @classmethod
+    def on_triton(cls, settings: Settings) -> Models:
+        url, timeout = settings.triton_url, settings.triton_timeout_s
+        return cls(
+            detector=TritonDetector(
+                url, settings.detector_model, settings.detector_model_version, timeout
+            ),
+            enricher=TritonEnricher(url, settings.enricher_model, timeout_s=timeout),
+            analyst=TritonAnalyst(
+                url, settings.analyst_model, timeout_s=settings.analyst_timeout_s
+            ),
+        )
+
+    async def close(self) -> None:
+        for model in (self.detector, self.enricher, self.analyst):
+            await model.close()
+
+
+def faust_topic(app: faust.App, settings: Settings, *specs: TopicSpec) -> faust.TopicT:
+    """One Faust topic over one or more of ours (co-partitioned: same key, same count)."""
+    partitions = {spec.partitions or settings.topic_partitions for spec in specs}
+    if len(partitions) != 1:
+        raise ValueError(f"topics {[s.name for s in specs]} are not co-partitioned")
     return app.topic(
-        spec.name,
-        partitions=spec.partitions or settings.topic_partitions,
+        *(spec.name for spec in specs),
+        partitions=partitions.pop(),
         key_serializer="raw",
         value_serializer="raw",
     )
@@ -45,8 +99,8 @@ async def publish(topic: faust.TopicT, key: str | None, message: Message) -> Non
     await pending
 
 
-def create_worker_app(settings: Settings, detector: Detector | None = None) -> faust.App:
-    from streams import detection_agent, watcher_task
+def create_worker_app(settings: Settings, models: Models | None = None) -> faust.App:
+    from streams import analysis_agent, batch_agent, detection_agent, enrichment_agent, watcher_task
 
     app = faust.App(
         WORKER_GROUP,
@@ -63,23 +117,35 @@ def create_worker_app(settings: Settings, detector: Detector | None = None) -> f
         broker_commit_every=100,
         broker_commit_interval=1.0,
     )
+
+    def topic(*specs: TopicSpec) -> faust.TopicT:
+        return faust_topic(app, settings, *specs)
+
     topics = Topics(
-        images=faust_topic(app, IMAGES, settings),
-        detections=faust_topic(app, DETECTIONS, settings),
-        dlq_detection=faust_topic(app, DLQ_DETECTION, settings),
+        images=topic(IMAGES),
+        detections=topic(DETECTIONS),
+        dlq_detection=topic(DLQ_DETECTION),
+        enrichment_input=topic(DETECTIONS, ENRICHMENT_COMMANDS),
+        enrichments=topic(ENRICHMENTS),
+        dlq_enrichment=topic(DLQ_ENRICHMENT),
+        batch_input=topic(ENRICHMENTS, BATCH_COMMANDS),
+        batches=topic(BATCHES),
+        batch_commands=topic(BATCH_COMMANDS),
+        events=topic(SECURITY_EVENTS),
+        audit=topic(AI_AUDIT),
+        dlq_analysis=topic(DLQ_ANALYSIS),
+        prompts=topic(PROMPTS),
     )
-    detector = detector or TritonDetector(
-        settings.triton_url,
-        settings.detector_model,
-        settings.detector_model_version,
-        settings.triton_timeout_s,
-    )
+    models = models or Models.on_triton(settings)
     policy = RetryPolicy.from_settings(settings)
     watcher_task.register(app, topics, settings)
-    detection_agent.register(app, topics, detector, policy, settings)
+    detection_agent.register(app, topics, models.detector, policy, settings)
+    enrichment_agent.register(app, topics, models.enricher, policy, settings)
+    batch_agent.register(app, topics, settings)
+    analysis_agent.register(app, topics, models.analyst, policy, settings)
 
     @app.on_before_shutdown.connect
-    async def close_detector(app: faust.App, **_: object) -> None:
-        await detector.close()
+    async def close_models(app: faust.App, **_: object) -> None:
+        await models.close()
 
     return app

@@ -38,6 +38,7 @@ def dead_letter(
     first_failed_at: datetime | None = None,
     last_failed_at: datetime | None = None,
     trace_id: str | None = None,
+    context: dict[str, Any] | None = None,
 ) -> DeadLettered:
     original, encoding = original_payload(raw)
     now = utcnow()
@@ -53,6 +54,7 @@ def dead_letter(
         error_type=getattr(error, "error_type", type(error).__name__),
         error=str(error) or type(error).__name__,
         attempt_count=attempt_count,
+        context=context,
         first_failed_at=first_failed_at or now,
         last_failed_at=last_failed_at or now,
         producer=producer,

@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING
 
 import faust
 
-from schemas.codec import UndecodableMessage, decode
 from schemas.detections import DetectionsProduced
 from schemas.images import ImageReceived
 from schemas.topics import IMAGES
-from streams.dead_letters import dead_letter
 from streams.detector import Detector
 from streams.images import read_image
 from streams.retry import RetryExhausted, RetryPolicy, call_with_retry
+from streams.stage import Stage
 from vigil.settings import Settings
 
 if TYPE_CHECKING:
@@ -58,12 +57,12 @@ def register(
 ) -> None:
     from streams.app import publish
 
-    producer = f"{settings.worker_id}/detection"
+    stage = Stage("detection", topics.dlq_detection, f"{settings.worker_id}/detection")
     # image_id -> True once its detections are published; rebuilt from its changelog on restart.
     detected = app.Table(
         "detected-images",
         default=bool,
-        partitions=IMAGES.partitions or settings.topic_partitions,
+        partitions=settings.topic_partitions,
         schema=faust.Schema(
             key_type=str, value_type=bool, key_serializer="json", value_serializer="json"
         ),
@@ -72,49 +71,18 @@ def register(
     @app.agent(topics.images)
     async def detect_images(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            message = event.message
-            source = {
-                "source_topic": message.topic,
-                "source_partition": message.partition,
-                "source_offset": message.offset,
-            }
-            camera_key = message.key.decode(errors="replace") if message.key else None
-            try:
-                image = decode(IMAGES, message.value)
-            except UndecodableMessage as exc:
-                log.warning("poison message at %s: %s", source, exc)
-                letter = dead_letter(
-                    stage="detection",
-                    raw=message.value,
-                    error=exc,
-                    producer=producer,
-                    camera_id=camera_key,
-                    **source,
-                )
-                await publish(topics.dlq_detection, camera_key, letter)
+            image = await stage.decode(event, {IMAGES.name: IMAGES})
+            if image is None:
                 continue
             if detected[image.image_id]:
                 log.info("image %s already detected; skipping duplicate", image.image_id)
                 continue
             try:
                 produced = await detect_image(
-                    image, detector, policy, settings.max_image_bytes, producer
+                    image, detector, policy, settings.max_image_bytes, stage.producer
                 )
             except RetryExhausted as exc:
-                log.warning("dead-lettering image %s: %s", image.image_id, exc)
-                letter = dead_letter(
-                    stage="detection",
-                    raw=message.value,
-                    error=exc.last_error,
-                    producer=producer,
-                    camera_id=image.camera_id,
-                    attempt_count=exc.attempts,
-                    first_failed_at=exc.first_failed_at,
-                    last_failed_at=exc.last_failed_at,
-                    trace_id=image.trace_id,
-                    **source,
-                )
-                await publish(topics.dlq_detection, image.camera_id, letter)
+                await stage.give_up(event, exc, image.camera_id, trace_id=image.trace_id)
                 continue
             await publish(topics.detections, image.camera_id, produced)
             detected[image.image_id] = True

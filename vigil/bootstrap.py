@@ -1,9 +1,12 @@
-"""Everything a fresh deployment needs before the workers start: topics, schema, seed prompt."""
+"""Everything a fresh deployment needs before the workers start: topics, schema, seed prompts."""
 
 from __future__ import annotations
 
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
 from projections.db import migrate
-from schemas.topics import ALL_TOPICS
+from schemas.codec import UndecodableMessage, decode, encode
+from schemas.topics import ALL_TOPICS, PROMPTS
 from vigil.settings import Settings
 
 # Kafka is the system of record: topics keep every event (no time or size retention).
@@ -20,6 +23,50 @@ def ensure_topics(settings: Settings) -> None:
     )
 
 
+def configured_models(bootstrap: str, timeout: float = 10.0) -> set[str]:
+    """Models that already have a prompt configuration on the prompts topic."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "vigil-init", "enable.auto.commit": False}
+    )
+    try:
+        partition = TopicPartition(PROMPTS.name, 0)
+        _, end = consumer.get_watermark_offsets(partition, timeout=timeout)
+        consumer.assign([TopicPartition(PROMPTS.name, 0, OFFSET_BEGINNING)])
+        models: set[str] = set()
+        position = 0
+        while position < end:
+            message = consumer.poll(timeout)
+            if message is None:
+                raise TimeoutError(f"reading {PROMPTS.name} stalled at offset {position}/{end}")
+            if message.error():
+                continue
+            position = message.offset() + 1
+            try:
+                models.add(decode(PROMPTS, message.value()).model)
+            except UndecodableMessage:
+                continue
+        return models
+    finally:
+        consumer.close()
+
+
+def seed_prompts(settings: Settings) -> list[str]:
+    """Publish the default prompt (version 1) of each model that has none yet."""
+    from streams.prompts import DEFAULT_PROMPTS
+
+    missing = [
+        m for m in DEFAULT_PROMPTS if m not in configured_models(settings.kafka_bootstrap_servers)
+    ]
+    if missing:
+        producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all"})
+        for model in missing:
+            producer.produce(PROMPTS.name, key=model.encode(), value=encode(DEFAULT_PROMPTS[model]))
+        if producer.flush(30):
+            raise RuntimeError("default prompts were not acknowledged by Kafka")
+    return missing
+
+
 def initialize(settings: Settings) -> None:
     ensure_topics(settings)
     migrate(settings.database_url)
+    seed_prompts(settings)

@@ -20,6 +20,15 @@ class Settings(BaseSettings):
     detector_model: str = "centernet"
     detector_model_version: str = ""
 
+    enricher_model: str = "crop-attributes"
+    analyst_model: str = "nemotron"
+    analyst_timeout_s: float = Field(default=120.0, gt=0)
+
+    batch_window_s: float = Field(default=90.0, gt=0)
+    batch_idle_s: float = Field(default=30.0, gt=0)
+    batch_max_size: int = Field(default=500, ge=1)
+    batch_check_interval_s: float = Field(default=1.0, gt=0)
+
     camera_root: Path = Path("./cameras")
     watch_interval_s: float = Field(default=1.0, gt=0)
     # An upload counts as complete once size and mtime have held this long.
