@@ -1,0 +1,206 @@
+"""The whole pipeline to security events on real services: batches close on each trigger,
+the analysis runs on the real LLM, events reach REST and the WebSocket, and a worker killed
+mid-batch still closes that batch with every detection, once."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from tests.conftest import new_camera_id, wait_for
+from tests.e2e.test_detection_pipeline import drop
+
+BATCH_ENV = {
+    "FILE_STABLE_S": "0.3",
+    "WATCH_INTERVAL_S": "0.25",
+    "RETRY_BASE_DELAY_S": "0.2",
+    "RETRY_MAX_DELAY_S": "1",
+    "BATCH_WINDOW_S": "24",
+    "BATCH_IDLE_S": "8",
+    "BATCH_MAX_SIZE": "12",
+    "BATCH_CHECK_INTERVAL_S": "0.5",
+}
+
+
+@pytest.fixture(scope="module")
+def camera_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("event-cameras")
+
+
+@pytest.fixture(scope="module")
+def pipeline(stack, camera_root):
+    env = {"CAMERA_ROOT": str(camera_root), **BATCH_ENV}
+    worker = stack.start_app("worker", name="events-worker", **env)
+    projector = stack.start_app("projector", name="events-projector", **env)
+    handles = {"worker": worker, "projector": projector, "env": env}
+    yield handles
+    for name in ("projector", "worker"):
+        handles[name].stop()
+
+
+def variant(samples, name: str, n: int) -> bytes:
+    """A distinct file with the same picture (bytes after the JPEG end marker are ignored)."""
+    return samples[name].read_bytes() + f"\n#variant-{n}".encode()
+
+
+def batches_of(api_client, camera_id: str, **params) -> list[dict]:
+    reply = api_client.get("/api/batches", params={"camera_id": camera_id, **params})
+    assert reply.status_code == 200, reply.text
+    return reply.json()["batches"]
+
+
+def completed_batches(api_client, camera_id: str) -> list[dict]:
+    return [b for b in batches_of(api_client, camera_id) if b["event_id"] is not None]
+
+
+def events_of(api_client, camera_id: str) -> list[dict]:
+    reply = api_client.get("/api/events", params={"camera_id": camera_id})
+    assert reply.status_code == 200, reply.text
+    return reply.json()["events"]
+
+
+def test_idle_batch_becomes_an_event_with_its_detections(
+    pipeline, camera_root, api_client, samples
+):
+    camera_id = new_camera_id("idle")
+    drop(camera_root, camera_id, "bus.jpg", samples["bus.jpg"].read_bytes())
+    [batch] = wait_for(
+        lambda: completed_batches(api_client, camera_id), timeout=120, what="an analysed batch"
+    )
+    assert batch["trigger"] == "idle_timeout"
+    assert batch["status"] == "completed"
+    detections = api_client.get("/api/detections", params={"camera_id": camera_id}).json()
+    assert batch["detection_count"] == detections["count"] > 0
+    [event] = events_of(api_client, camera_id)
+    assert event["id"] == batch["event_id"]
+    assert 0 <= event["risk_score"] <= 100
+    assert event["risk_level"] in {"low", "medium", "high", "critical"}
+    assert event["summary"] and event["reasoning"]
+    assert (event["model_name"], event["prompt_version"]) == ("nemotron", 1)
+    detail = api_client.get(f"/api/events/{event['id']}").json()
+    assert detail["batch"]["batch_id"] == batch["batch_id"]
+    assert len(detail["detections"]) == batch["detection_count"]
+    people = [d for d in detail["detections"] if d["label"] == "person"]
+    assert people and all(d["enrichments"] for d in people)
+    assert people[0]["enrichments"][0]["model_name"] == "crop-attributes"
+
+
+def test_burst_past_max_size_closes_on_max_size(pipeline, camera_root, api_client, samples):
+    camera_id = new_camera_id("max")
+    for n in range(4):
+        drop(camera_root, camera_id, f"bus-{n}.jpg", variant(samples, "bus.jpg", n))
+    first = wait_for(
+        lambda: [b for b in batches_of(api_client, camera_id) if b["status"] != "aggregating"],
+        timeout=120,
+        what="a closed batch",
+    )
+    triggers = {b["trigger"] for b in first}
+    assert "max_size" in triggers
+    full = [b for b in first if b["trigger"] == "max_size"]
+    assert all(b["detection_count"] >= 12 for b in full)
+
+
+def test_steady_activity_closes_on_the_time_window(pipeline, camera_root, api_client, samples):
+    camera_id = new_camera_id("window")
+    started = time.monotonic()
+    n = 0
+    # One photo every 3 s keeps the batch from going idle (8 s) until the window (24 s) ends.
+    while time.monotonic() - started < 30 and not completed_batches(api_client, camera_id):
+        drop(camera_root, camera_id, f"person-{n}.jpg", variant(samples, "person.jpg", n))
+        n += 1
+        time.sleep(3)
+    batch = wait_for(
+        lambda: completed_batches(api_client, camera_id), timeout=120, what="an analysed batch"
+    )[0]
+    assert batch["trigger"] == "time_window"
+
+
+def test_active_batch_is_listed_and_manual_flush_closes_it(
+    pipeline, camera_root, api_client, samples
+):
+    camera_id = new_camera_id("flush")
+    drop(camera_root, camera_id, "zidane.jpg", samples["zidane.jpg"].read_bytes())
+
+    def active():
+        body = api_client.get("/api/batches/active").json()
+        return [b for b in body["batches"] if b["camera_id"] == camera_id]
+
+    [batch] = wait_for(active, timeout=60, what="an aggregating batch", interval=0.1)
+    assert batch["detection_count"] > 0
+    assert 0 <= batch["last_activity_seconds"] <= batch["age_seconds"] < 8
+    reply = api_client.post(f"/api/batches/{batch['batch_id']}/flush")
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {
+        "status": "flushed",
+        "batch_id": batch["batch_id"],
+        "detection_count": batch["detection_count"],
+        "message": "Batch sent for analysis",
+    }
+    [done] = wait_for(
+        lambda: completed_batches(api_client, camera_id),
+        timeout=120,
+        what="the flushed batch's event",
+    )
+    assert (done["batch_id"], done["trigger"]) == (batch["batch_id"], "manual_flush")
+    again = api_client.post(f"/api/batches/{batch['batch_id']}/flush")
+    assert again.status_code == 409
+
+
+def test_websocket_client_receives_the_event(pipeline, camera_root, api_client, samples):
+    camera_id = new_camera_id("ws")
+    received: list[dict] = []
+    with api_client.websocket_connect("/ws/events") as socket:
+        drop(camera_root, camera_id, "bus.jpg", samples["bus.jpg"].read_bytes())
+        stop_at = time.monotonic() + 120
+
+        def read():
+            while time.monotonic() < stop_at:
+                message = json.loads(socket.receive_text())
+                if message["event"]["camera_id"] == camera_id:
+                    received.append(message)
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(timeout=125)
+    assert received, "no event for the camera arrived on the WebSocket"
+    assert received[0]["type"] == "event"
+    assert received[0]["event"]["risk_level"] in {"low", "medium", "high", "critical"}
+
+
+def test_worker_killed_mid_batch_closes_it_with_every_detection_once(
+    stack, pipeline, camera_root, api_client, samples
+):
+    camera_id = new_camera_id("crash")
+    drop(camera_root, camera_id, "a.jpg", variant(samples, "zidane.jpg", 1))
+    drop(camera_root, camera_id, "b.jpg", variant(samples, "zidane.jpg", 2))
+
+    def open_with_both():
+        body = api_client.get("/api/batches/active").json()
+        found = [b for b in body["batches"] if b["camera_id"] == camera_id]
+        expected = 2 * _detections_per_image(api_client, camera_id)
+        return found if found and expected and found[0]["detection_count"] == expected else None
+
+    [batch] = wait_for(open_with_both, timeout=60, what="both images in the open batch")
+    pipeline["worker"].kill()
+    pipeline["worker"] = stack.start_app("worker", name="events-worker-2", **pipeline["env"])
+    [done] = wait_for(
+        lambda: completed_batches(api_client, camera_id),
+        timeout=180,
+        what="the batch closed after the restart",
+    )
+    assert done["batch_id"] == batch["batch_id"]
+    assert done["detection_count"] == batch["detection_count"]
+    assert len(batches_of(api_client, camera_id)) == 1
+    assert len(events_of(api_client, camera_id)) == 1
+
+
+def _detections_per_image(api_client, camera_id: str) -> int:
+    body = api_client.get("/api/detections", params={"camera_id": camera_id, "limit": 1000}).json()
+    per_image: dict[str, int] = {}
+    for d in body["detections"]:
+        per_image[d["image_id"]] = per_image.get(d["image_id"], 0) + 1
+    return next(iter(per_image.values()), 0) if len(per_image) == 2 else 0
