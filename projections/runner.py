@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from projections.handlers import HANDLERS, Handler
@@ -165,25 +165,32 @@ class Projector:
         try:
             event = decode(topic, message.value())
         except UndecodableMessage as exc:
-            log.warning(
-                "rejecting %s[%d]@%d: %s",
-                message.topic(),
-                message.partition(),
-                message.offset(),
-                exc,
-            )
-            session.execute(
-                insert(ProjectionReject)
-                .values(
-                    consumer=self.consumer_name,
-                    topic=message.topic(),
-                    partition=message.partition(),
-                    offset=message.offset(),
-                    error=str(exc),
-                    raw=(message.value() or b"").decode(errors="replace"),
-                )
-                .on_conflict_do_nothing()
-            )
+            self._reject(session, message, str(exc))
             return
-        for handler in self.handlers.get(type(event), []):
-            handler(event, session)
+        try:
+            with session.begin_nested():
+                for handler in self.handlers.get(type(event), []):
+                    handler(event, session)
+        except (OperationalError, InterfaceError):
+            raise  # the database is away: the whole batch is retried
+        except DBAPIError as exc:
+            # The database refused this one event's rows: keep it as a reject and go on.
+            self._reject(session, message, f"{type(exc.orig).__name__}: {exc.orig}")
+
+    def _reject(self, session: Session, message: Message, error: str) -> None:
+        log.warning(
+            "rejecting %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), error
+        )
+        raw = (message.value() or b"").decode(errors="replace").replace("\x00", "\\x00")
+        session.execute(
+            insert(ProjectionReject)
+            .values(
+                consumer=self.consumer_name,
+                topic=message.topic(),
+                partition=message.partition(),
+                offset=message.offset(),
+                error=error,
+                raw=raw,
+            )
+            .on_conflict_do_nothing()
+        )

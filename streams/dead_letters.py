@@ -18,6 +18,8 @@ def original_payload(raw: bytes | None) -> tuple[Any, str]:
         text = raw.decode()
     except UnicodeDecodeError:
         return base64.b64encode(raw).decode(), "base64"
+    if "\x00" in text:  # valid UTF-8, but no JSON store or database text column takes NUL
+        return base64.b64encode(raw).decode(), "base64"
     try:
         return json.loads(text), "json"
     except json.JSONDecodeError:

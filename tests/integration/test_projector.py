@@ -117,3 +117,32 @@ def test_projector_waits_out_a_postgres_outage(stack, engine, producer):
             assert connection.execute(text("SELECT 1")).scalar() == 1
     finally:
         projector.stop()
+
+
+def test_event_the_database_refuses_is_kept_as_a_reject_and_projection_continues(
+    stack, engine, producer
+):
+    camera_id = new_camera_id("refused")
+    group = f"projector-{uuid.uuid4().hex[:8]}"
+    too_long = detections_event(image_event(camera_id, digest="2" * 64), ["x" * 100])
+    publish(producer, DETECTIONS.name, camera_id, encode(too_long))
+    good = detections_event(image_event(camera_id, digest="3" * 64), ["person"])
+    publish(producer, DETECTIONS.name, camera_id, encode(good))
+    projector = stack.start_app("projector", name=group, PROJECTOR_GROUP=group)
+    try:
+        wait_for(lambda: _count_rows(engine, camera_id) == 1, timeout=60, what="the good event")
+        with Session(engine) as session:
+            [reject] = session.scalars(
+                select(ProjectionReject).where(
+                    ProjectionReject.consumer == group,
+                    ProjectionReject.raw.contains(str(too_long.event_id)),
+                )
+            ).all()
+            image = session.scalars(
+                select(DetectionRow.image_id).where(DetectionRow.camera_id == camera_id)
+            ).one()
+        assert "StringDataRightTruncation" in reject.error
+        assert image == good.image_id
+        assert projector.alive()
+    finally:
+        projector.stop()
