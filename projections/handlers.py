@@ -122,6 +122,7 @@ def dead_lettered(event: DeadLettered, session: Session) -> None:
             original_encoding=event.original_encoding,
             error_type=event.error_type,
             error=event.error,
+            context=event.context,
             attempt_count=event.attempt_count,
             first_failed_at=event.first_failed_at,
             last_failed_at=event.last_failed_at,

@@ -124,6 +124,7 @@ class DeadLetterRow(Base):
     original_encoding: Mapped[str] = mapped_column(String(8))
     error_type: Mapped[str] = mapped_column(String(128))
     error: Mapped[str] = mapped_column(Text)
+    context: Mapped[dict | None] = mapped_column(JSONB)
     attempt_count: Mapped[int] = mapped_column(Integer)
     first_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -17,6 +17,9 @@ import pytest
 
 from vigil.devservices.stack import Stack
 
+# Triton models used for fault injection only (a model that answers badly or errors).
+FAULT_MODELS = Path(__file__).with_name("triton_models")
+
 
 def wait_for(condition: Callable[[], object], *, timeout: float, what: str, interval=0.2):
     """Poll until `condition()` is truthy and return its value; fail naming `what`."""
@@ -36,9 +39,13 @@ def new_camera_id(prefix: str = "cam") -> str:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from vigil.devservices.stack import start_stack
+    from vigil.devservices.stack import LOCAL_MODELS, start_stack
 
-    started = start_stack(tmp_path_factory.mktemp("services"))
+    started = start_stack(
+        tmp_path_factory.mktemp("services"),
+        triton_models=(*LOCAL_MODELS, "scripted-analyst"),
+        extra_model_repositories=(FAULT_MODELS,),
+    )
     try:
         yield started
     finally:

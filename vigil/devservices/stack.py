@@ -75,7 +75,16 @@ class Stack:
                 service.stop()
 
 
-def start_stack(state_dir: Path, *, triton_models: tuple[str, ...] = ("centernet",)) -> Stack:
+# What Vigil calls on Triton on these machines: detector, vision model, analyst.
+LOCAL_MODELS = ("centernet", "crop-attributes", "nemotron")
+
+
+def start_stack(
+    state_dir: Path,
+    *,
+    triton_models: tuple[str, ...] = LOCAL_MODELS,
+    extra_model_repositories: tuple[Path, ...] = (),
+) -> Stack:
     from vigil.bootstrap import initialize
     from vigil.devservices.kafka import start_kafka
     from vigil.devservices.postgres import start_postgres
@@ -102,7 +111,11 @@ def start_stack(state_dir: Path, *, triton_models: tuple[str, ...] = ("centernet
         else:
             ensure_models()
             log.info("starting Triton")
-            stack.triton = triton = start_triton(state_dir / "triton", list(triton_models))
+            stack.triton = triton = start_triton(
+                state_dir / "triton",
+                list(triton_models),
+                extra_repositories=extra_model_repositories,
+            )
             stack.triton_url = triton.http_url
         initialize(stack.settings())
     except BaseException:

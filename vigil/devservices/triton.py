@@ -123,6 +123,7 @@ def start_triton(
     models: list[str] | None = None,
     *,
     model_repository: Path = MODEL_REPOSITORY,
+    extra_repositories: tuple[Path, ...] = (),
     timeout: float = READY_TIMEOUT,
 ) -> TritonService:
     """Start tritonserver serving `models` (default: centernet) and wait until they are ready."""
@@ -133,6 +134,7 @@ def start_triton(
     argv = [
         str(layout.server),
         f"--model-repository={model_repository}",
+        *(f"--model-repository={path}" for path in extra_repositories),
         f"--backend-directory={layout.backends}",
         # Distinct /dev/shm names so several servers on one host never share a region.
         f"--backend-config=python,shm-region-prefix-name=vigil{os.getpid()}p{http_port}_",

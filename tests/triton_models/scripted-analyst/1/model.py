@@ -1,0 +1,57 @@
+"""Fault-injection analyst: the answer depends on the camera id in the prompt.
+
+camera id contains   answer
+"notjson"            prose, not JSON
+"score150"           JSON with risk_score 150
+"contradicts"        JSON whose risk_level contradicts its risk_score
+"unavailable"        a Triton error (the model is failing)
+anything else        a valid medium-risk assessment
+"""
+
+import json
+import re
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+VALID = {"risk_score": 42, "risk_level": "medium", "summary": "Scripted.", "reasoning": "Scripted."}
+
+
+def scripted(prompt: str) -> str:
+    match = re.search(r"^Camera: (\S+)", prompt, re.MULTILINE)
+    camera = match.group(1) if match else ""
+    if "notjson" in camera:
+        return "The risk looks high to me, probably."
+    if "score150" in camera:
+        return json.dumps({**VALID, "risk_score": 150, "risk_level": "critical"})
+    if "contradicts" in camera:
+        return json.dumps({**VALID, "risk_score": 10, "risk_level": "critical"})
+    if "unavailable" in camera:
+        raise RuntimeError("scripted failure: model unavailable")
+    return json.dumps(VALID)
+
+
+def _text(request, name: str) -> str:
+    return pb_utils.get_input_tensor_by_name(request, name).as_numpy().reshape(-1)[0].decode()
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            prompt = _text(request, "PROMPT")
+            try:
+                text = scripted(prompt)
+            except RuntimeError as exc:
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+                continue
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor("TEXT", np.array([text.encode()], dtype=np.object_)),
+                        pb_utils.Tensor("TOKENS_IN", np.array([len(prompt.split())], np.int32)),
+                        pb_utils.Tensor("TOKENS_OUT", np.array([len(text.split())], np.int32)),
+                    ]
+                )
+            )
+        return responses
