@@ -137,14 +137,27 @@ def run_dir(base: Path) -> Path:
     return path
 
 
-def reap_leftover(pid_path: Path) -> None:
-    """Stop the process group recorded in a pid file from a run that did not stop cleanly."""
+def _start_time(pid: int) -> str | None:
+    """Start time of `pid` (field 22 of /proc/<pid>/stat): tells a reused pid apart."""
     try:
-        pid = int(pid_path.read_text().strip())
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def reap_leftover(pid_path: Path) -> None:
+    """Stop the process group recorded in a pid file from a run that did not stop cleanly.
+
+    The file holds the pid and its start time; a pid now used by another process is left alone.
+    """
+    try:
+        pid_text, _, started = pid_path.read_text().strip().partition(" ")
+        pid = int(pid_text)
     except (FileNotFoundError, ValueError):
         pid_path.unlink(missing_ok=True)
         return
-    if _pid_alive(pid):
+    if _pid_alive(pid) and started and _start_time(pid) == started:
         kill_process_group(pid, grace=5.0)
     pid_path.unlink(missing_ok=True)
 
@@ -178,7 +191,7 @@ def start_process(
             cwd=cwd,
             start_new_session=True,
         )
-    pid_path.write_text(str(popen.pid))
+    pid_path.write_text(f"{popen.pid} {_start_time(popen.pid) or ''}")
     return ManagedProcess(
         name=name, pid=popen.pid, log_path=log_path, pid_path=pid_path, popen=popen
     )
