@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import detections, system
+from api.broadcast import SecurityEventFeed
+from api.routes import batches, detections, enrichment, events, system, ws
 from api.services import Services
 from vigil.settings import Settings, get_settings
 
@@ -17,14 +20,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.services = Services.from_settings(settings)
+        services = app.state.services = Services.from_settings(settings)
+        feed = app.state.event_feed = SecurityEventFeed(
+            settings.kafka_bootstrap_servers,
+            services.broadcaster,
+            partition_check_s=settings.ws_partition_check_s,
+        )
+        feed_task = asyncio.create_task(feed.run(), name="security-event-feed")
         try:
             yield
         finally:
-            app.state.services.close()
+            feed_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feed_task
+            services.close()
 
     app = FastAPI(title="Vigil", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.include_router(system.router)
     app.include_router(detections.router)
+    app.include_router(events.router)
+    app.include_router(batches.router)
+    app.include_router(enrichment.router)
+    app.include_router(ws.router)
     return app

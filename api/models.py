@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from schemas.analysis import RiskLevel
+from schemas.batches import Trigger as BatchTrigger
 
 
 class BoundingBoxOut(BaseModel):
@@ -61,3 +64,171 @@ class HealthResponse(BaseModel):
     # consumer group -> topic -> messages not yet processed
     consumer_lag: dict[str, dict[str, int]]
     checked_at: datetime
+
+
+# --- enrichment ---------------------------------------------------------------------------
+
+
+class EnrichmentOut(BaseModel):
+    id: int
+    # The detection's id, or None while its DetectionsProduced is not projected yet.
+    detection_id: int | None
+    # The security event of the batch holding the detection, once there is one.
+    event_id: int | None
+    model_name: str
+    model_version: str
+    description: str
+    attributes: dict[str, Any]
+    confidence: float
+    latency_ms: float
+    created_at: datetime
+
+
+class EnrichmentList(BaseModel):
+    enrichments: list[EnrichmentOut]
+    count: int
+    limit: int
+    offset: int
+
+
+class EnrichmentsOf(BaseModel):
+    """Every enrichment of one detection or one event, newest first."""
+
+    enrichments: list[EnrichmentOut]
+    count: int
+
+
+class EnrichmentStats(BaseModel):
+    total_enrichments: int
+    enrichments_today: int
+    by_detection_type: dict[str, int]
+    avg_confidence: float | None
+    avg_latency_ms: float | None
+    p95_latency_ms: float | None
+
+
+class ReprocessQueued(BaseModel):
+    status: Literal["queued"] = "queued"
+    detection_id: int
+    message: str = "Enrichment reprocessing queued successfully"
+
+
+# --- batches ------------------------------------------------------------------------------
+
+BatchStatus = Literal["aggregating", "completed", "failed"]
+
+
+class BatchOut(BaseModel):
+    batch_id: str
+    camera_id: str
+    status: BatchStatus
+    detection_count: int
+    started_at: datetime
+    completed_at: datetime | None
+    event_id: int | None
+    trigger: BatchTrigger | None
+
+
+class BatchList(BaseModel):
+    batches: list[BatchOut]
+    count: int
+    limit: int
+    offset: int
+
+
+class BatchDetectionOut(BaseModel):
+    image_id: str
+    position: int
+    # None while the detection itself is not projected yet.
+    detection_id: int | None
+
+
+class BatchDetail(BatchOut):
+    last_activity_at: datetime
+    error: str | None
+    detections: list[BatchDetectionOut]
+
+
+class BatchStats(BaseModel):
+    total_batches: int
+    by_status: dict[BatchStatus, int]
+    by_trigger: dict[BatchTrigger, int]
+    active_count: int
+    avg_detections_per_batch: float | None
+    avg_duration_seconds: float | None
+
+
+class ActiveBatchOut(BaseModel):
+    batch_id: str
+    camera_id: str
+    detection_count: int
+    started_at: datetime
+    age_seconds: float
+    last_activity_seconds: float
+
+
+class ActiveBatchList(BaseModel):
+    batches: list[ActiveBatchOut]
+    count: int
+
+
+class FlushOutcome(BaseModel):
+    status: Literal["flushed", "queued"]
+    batch_id: str
+    detection_count: int
+    message: str
+
+
+# --- security events ----------------------------------------------------------------------
+
+
+class EventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    batch_id: str
+    camera_id: str
+    risk_score: int
+    risk_level: RiskLevel
+    summary: str
+    reasoning: str
+    analysis_version: int
+    started_at: datetime
+    ended_at: datetime
+    detection_count: int
+    model_name: str
+    model_version: str
+    prompt_version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class EventList(BaseModel):
+    events: list[EventOut]
+    count: int
+    limit: int
+    offset: int
+
+
+class AnalysisOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    analysis_version: int
+    risk_score: int
+    risk_level: RiskLevel
+    summary: str
+    reasoning: str
+    prompt_version: int
+    audit_id: str
+    created_at: datetime
+
+
+class EventDetectionOut(DetectionOut):
+    enrichments: list[EnrichmentOut]
+
+
+class EventDetail(EventOut):
+    # None while the batch's own events are not projected yet.
+    batch: BatchOut | None
+    detections: list[EventDetectionOut]
+    analyses: list[AnalysisOut]

@@ -8,6 +8,8 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.broadcast import Broadcaster
+from api.commands import CommandSender
 from projections.db import make_engine, make_sessionmaker
 from vigil.settings import Settings
 
@@ -18,6 +20,9 @@ class Services:
     sessions: sessionmaker[Session]
     kafka_admin: AdminClient
     settings: Settings
+    commands: CommandSender
+    broadcaster: Broadcaster
+    flush_wait_s: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -29,7 +34,14 @@ class Services:
                 {"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.timeout.ms": 5000}
             ),
             settings=settings,
+            commands=CommandSender.connect(
+                settings.kafka_bootstrap_servers, ack_timeout_s=settings.api_command_ack_timeout_s
+            ),
+            broadcaster=Broadcaster(queue_size=settings.ws_client_queue_size),
+            flush_wait_s=settings.api_flush_wait_s,
         )
 
     def close(self) -> None:
+        self.broadcaster.close()
+        self.commands.close()
         self.engine.dispose()

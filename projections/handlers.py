@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -264,6 +264,16 @@ def batch_closed(event: BatchClosed, session: Session) -> None:
             index_elements=[BatchRow.batch_id],
             set_={"status": "completed", **closed},
             where=BatchRow.status == "aggregating",
+        )
+    )
+    # The event may have been projected first (another topic): link it now.
+    session.execute(
+        update(BatchRow)
+        .where(BatchRow.batch_id == event.batch_id, BatchRow.event_id.is_(None))
+        .values(
+            event_id=select(SecurityEventRow.id)
+            .where(SecurityEventRow.batch_id == event.batch_id)
+            .scalar_subquery()
         )
     )
     if event.detections:

@@ -156,6 +156,8 @@ class BatchMember(Base):
     image_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
 
+    __table_args__ = (Index(None, "image_id", "position"),)
+
 
 class EnrichmentRow(Base):
     __tablename__ = "enrichments"

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # How long a flush waits for the batch to close before answering 202 "queued".
+    api_flush_wait_s: float = Field(default=10.0, ge=0)
+    api_command_ack_timeout_s: float = Field(default=5.0, gt=0)
+    ws_client_queue_size: int = Field(default=100, ge=1)
+    ws_partition_check_s: float = Field(default=30.0, gt=0)
 
     @field_validator("camera_root")
     @classmethod

@@ -1,0 +1,154 @@
+"""The API's write side: the one place that produces commands, and the use cases that do.
+
+A mutating call validates against the read model, produces a command and waits for
+the broker's acknowledgement; where the spec answers with the outcome, it then waits
+for the projection to show it (read-your-writes).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from fastapi import HTTPException
+from sqlalchemy.orm import Session
+
+from api.models import FlushOutcome, ReprocessQueued
+from api.queries.batches import BatchState, batch_state
+from projections.tables import DetectionRow
+from schemas.batches import FlushBatch
+from schemas.codec import encode
+from schemas.detections import BoundingBox, Detection
+from schemas.enrichments import ReprocessEnrichment
+from schemas.envelope import Message
+from schemas.topics import BATCH_COMMANDS, ENRICHMENT_COMMANDS, TopicSpec
+
+
+class CommandNotDelivered(HTTPException):
+    """Kafka did not acknowledge a command in time: the caller may retry."""
+
+    def __init__(self, message: Message, topic: TopicSpec, reason: str) -> None:
+        super().__init__(
+            status_code=503,
+            detail=f"{message.event_type} was not acknowledged by Kafka on {topic.name}: {reason}",
+        )
+
+
+class CommandSender:
+    """Produces commands (from any thread) and returns only once the broker has each one."""
+
+    def __init__(self, producer: Producer, ack_timeout_s: float) -> None:
+        self._producer = producer
+        self._ack_timeout_s = ack_timeout_s
+
+    @classmethod
+    def connect(cls, bootstrap_servers: str, ack_timeout_s: float = 5.0) -> CommandSender:
+        producer = Producer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "client.id": "vigil-api",
+                "acks": "all",
+                "linger.ms": 0,
+                # librdkafka gives up (and reports why) when the caller stops waiting.
+                "message.timeout.ms": int(ack_timeout_s * 1000),
+            }
+        )
+        return cls(producer, ack_timeout_s)
+
+    def send(self, topic: TopicSpec, key: str, message: Message) -> None:
+        if not isinstance(message, topic.value_types):
+            raise TypeError(f"{type(message).__name__} is not carried by {topic.name}")
+        done = threading.Event()
+        errors: list[KafkaError | None] = []
+
+        def on_delivery(error: KafkaError | None, _delivered: object) -> None:
+            errors.append(error)
+            done.set()
+
+        try:
+            self._producer.produce(
+                topic.name, key=key.encode(), value=encode(message), on_delivery=on_delivery
+            )
+        except (BufferError, KafkaException) as exc:
+            raise CommandNotDelivered(message, topic, str(exc)) from exc
+        # A little longer than message.timeout.ms, so librdkafka's own verdict arrives.
+        deadline = time.monotonic() + self._ack_timeout_s + 1.0
+        while not done.is_set() and (left := deadline - time.monotonic()) > 0:
+            self._producer.poll(min(left, 0.1))
+        if not done.is_set():
+            raise CommandNotDelivered(message, topic, f"no answer within {self._ack_timeout_s}s")
+        if errors[0] is not None:
+            raise CommandNotDelivered(message, topic, errors[0].str())
+
+    def close(self) -> None:
+        # Bounded: anything still queued expires after message.timeout.ms anyway.
+        self._producer.flush(self._ack_timeout_s)
+        self._producer.close()
+
+
+class BatchNotAggregating(HTTPException):
+    def __init__(self, state: BatchState) -> None:
+        super().__init__(
+            status_code=409,
+            detail=f"batch {state.batch_id} is {state.status}: only an aggregating batch "
+            "can be flushed",
+        )
+
+
+def flush_batch(
+    session: Session,
+    sender: CommandSender,
+    state: BatchState,
+    *,
+    wait_s: float,
+    poll_s: float = 0.1,
+) -> FlushOutcome:
+    """Ask the aggregator to close the batch, then wait for the read model to show it closed."""
+    if state.status != "aggregating":
+        raise BatchNotAggregating(state)
+    command = FlushBatch(batch_id=state.batch_id, camera_id=state.camera_id)
+    sender.send(BATCH_COMMANDS, state.camera_id, command)
+    deadline = time.monotonic() + wait_s
+    current = state
+    while current.status == "aggregating" and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        session.rollback()  # end the transaction: each poll reads what is committed now
+        current = batch_state(session, state.batch_id) or current
+    if current.status == "aggregating":
+        return FlushOutcome(
+            status="queued",
+            batch_id=current.batch_id,
+            detection_count=current.detection_count,
+            message=f"Flush requested; the batch had not closed after {wait_s:g}s",
+        )
+    return FlushOutcome(
+        status="flushed",
+        batch_id=current.batch_id,
+        detection_count=current.detection_count,
+        message="Batch sent for analysis",
+    )
+
+
+def reprocess_command(row: DetectionRow) -> ReprocessEnrichment:
+    return ReprocessEnrichment(
+        request_id=uuid.uuid4().hex,
+        detection_id=row.id,
+        image_id=row.image_id,
+        camera_id=row.camera_id,
+        file_path=row.file_path,
+        position=row.position,
+        detection=Detection(
+            label=row.label,
+            class_id=row.class_id,
+            confidence=row.confidence,
+            bbox=BoundingBox(x1=row.x1, y1=row.y1, x2=row.x2, y2=row.y2),
+        ),
+    )
+
+
+def request_reprocess(sender: CommandSender, row: DetectionRow) -> ReprocessQueued:
+    """Ask the enrichment stage to describe one detection again; its answer comes as an event."""
+    sender.send(ENRICHMENT_COMMANDS, row.camera_id, reprocess_command(row))
+    return ReprocessQueued(detection_id=row.id)

@@ -1,0 +1,178 @@
+"""Read queries for enrichments: the vision model's descriptions of detections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time
+
+from sqlalchemy import ColumnElement, Select, exists, func, select
+from sqlalchemy.orm import Session
+
+from api.models import EnrichmentOut, EnrichmentStats
+from projections.tables import BatchMember, DetectionRow, EnrichmentRow, SecurityEventRow
+from schemas.enrichments import DetectionType
+
+# An enrichment names its detection by (image_id, position); these look up the ids the
+# API shows for it: the detection's row, and the event of the batch holding it.
+_DETECTION_ID = (
+    select(DetectionRow.id)
+    .where(
+        DetectionRow.image_id == EnrichmentRow.image_id,
+        DetectionRow.position == EnrichmentRow.position,
+    )
+    .correlate(EnrichmentRow)
+    .scalar_subquery()
+)
+_EVENT_ID = (
+    select(SecurityEventRow.id)
+    .join(BatchMember, BatchMember.batch_id == SecurityEventRow.batch_id)
+    .where(
+        BatchMember.image_id == EnrichmentRow.image_id,
+        BatchMember.position == EnrichmentRow.position,
+    )
+    .correlate(EnrichmentRow)
+    .order_by(SecurityEventRow.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+
+
+@dataclass(frozen=True)
+class EnrichmentFilter:
+    detection_type: DetectionType | None = None
+    camera_id: str | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    min_confidence: float | None = None
+    event_id: int | None = None
+    image_id: str | None = None
+    position: int | None = None
+
+
+def _of_event(event_id: int) -> ColumnElement[bool]:
+    return exists(
+        select(1)
+        .select_from(BatchMember)
+        .join(SecurityEventRow, SecurityEventRow.batch_id == BatchMember.batch_id)
+        .where(
+            SecurityEventRow.id == event_id,
+            BatchMember.image_id == EnrichmentRow.image_id,
+            BatchMember.position == EnrichmentRow.position,
+        )
+        .correlate(EnrichmentRow)
+    )
+
+
+def _filtered(query: Select, f: EnrichmentFilter) -> Select:
+    conditions: list[ColumnElement[bool]] = []
+    if f.detection_type is not None:
+        conditions.append(EnrichmentRow.detection_type == f.detection_type)
+    if f.camera_id is not None:
+        conditions.append(EnrichmentRow.camera_id == f.camera_id)
+    if f.start_date is not None:
+        conditions.append(EnrichmentRow.created_at >= f.start_date)
+    if f.end_date is not None:
+        conditions.append(EnrichmentRow.created_at <= f.end_date)
+    if f.min_confidence is not None:
+        conditions.append(EnrichmentRow.confidence >= f.min_confidence)
+    if f.event_id is not None:
+        conditions.append(_of_event(f.event_id))
+    if f.image_id is not None:
+        conditions.append(EnrichmentRow.image_id == f.image_id)
+    if f.position is not None:
+        conditions.append(EnrichmentRow.position == f.position)
+    return query.where(*conditions) if conditions else query
+
+
+def _out(row: EnrichmentRow, detection_id: int | None, event_id: int | None) -> EnrichmentOut:
+    return EnrichmentOut(
+        id=row.id,
+        detection_id=detection_id,
+        event_id=event_id,
+        model_name=row.model_name,
+        model_version=row.model_version,
+        description=row.description,
+        attributes=row.attributes,
+        confidence=row.confidence,
+        latency_ms=row.latency_ms,
+        created_at=row.created_at,
+    )
+
+
+def _select() -> Select:
+    return select(EnrichmentRow, _DETECTION_ID, _EVENT_ID)
+
+
+def list_enrichments(
+    session: Session, f: EnrichmentFilter, limit: int | None = None, offset: int = 0
+) -> tuple[list[EnrichmentOut], int]:
+    """Newest first, with the total that matches `f`; every match when `limit` is None."""
+    total = session.scalar(_filtered(select(func.count()).select_from(EnrichmentRow), f)) or 0
+    rows = session.execute(
+        _filtered(_select(), f)
+        .order_by(EnrichmentRow.created_at.desc(), EnrichmentRow.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return [_out(*row) for row in rows], total
+
+
+def get_enrichment(session: Session, enrichment_id: int) -> EnrichmentOut | None:
+    found = session.execute(_select().where(EnrichmentRow.id == enrichment_id)).first()
+    return _out(*found) if found is not None else None
+
+
+def find_detection(session: Session, detection_id: int) -> DetectionRow | None:
+    """The detection row itself: what a reprocess command is built from."""
+    return session.get(DetectionRow, detection_id)
+
+
+def for_detection(session: Session, detection_id: int) -> list[EnrichmentOut] | None:
+    """Every enrichment of one detection; None when the detection does not exist."""
+    detection = find_detection(session, detection_id)
+    if detection is None:
+        return None
+    f = EnrichmentFilter(image_id=detection.image_id, position=detection.position)
+    return list_enrichments(session, f)[0]
+
+
+def for_event(session: Session, event_id: int) -> list[EnrichmentOut] | None:
+    """Every enrichment of the detections in the event's batch; None when there is no event."""
+    if session.get(SecurityEventRow, event_id) is None:
+        return None
+    return list_enrichments(session, EnrichmentFilter(event_id=event_id))[0]
+
+
+def enrichment_stats(
+    session: Session, now: datetime, camera_id: str | None = None
+) -> EnrichmentStats:
+    def scoped(query: Select) -> Select:
+        return query if camera_id is None else query.where(EnrichmentRow.camera_id == camera_id)
+
+    midnight = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
+    total, today, avg_confidence, avg_latency, p95_latency = session.execute(
+        scoped(
+            select(
+                func.count(),
+                func.count().filter(EnrichmentRow.created_at >= midnight),
+                func.avg(EnrichmentRow.confidence),
+                func.avg(EnrichmentRow.latency_ms),
+                func.percentile_cont(0.95).within_group(EnrichmentRow.latency_ms),
+            )
+        )
+    ).one()
+    by_type = session.execute(
+        scoped(
+            select(EnrichmentRow.detection_type, func.count())
+            .group_by(EnrichmentRow.detection_type)
+            .order_by(EnrichmentRow.detection_type)
+        )
+    ).all()
+    return EnrichmentStats(
+        total_enrichments=total,
+        enrichments_today=today,
+        by_detection_type=dict(by_type),
+        avg_confidence=avg_confidence,
+        avg_latency_ms=avg_latency,
+        p95_latency_ms=p95_latency,
+    )

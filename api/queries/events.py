@@ -1,0 +1,92 @@
+"""Read queries for security events: the analysed batches."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, and_, func, select
+from sqlalchemy.orm import Session
+
+from api.models import AnalysisOut, EnrichmentOut, EventDetail, EventDetectionOut, EventOut
+from api.queries.batches import get_batch_out
+from api.queries.detections import to_out as detection_out
+from api.queries.enrichment import EnrichmentFilter, list_enrichments
+from projections.tables import BatchMember, DetectionRow, EventAnalysisRow, SecurityEventRow
+from schemas.analysis import RiskLevel
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    camera_id: str | None = None
+    risk_level: RiskLevel | None = None
+    min_risk: int | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+
+
+def _filtered(query: Select, f: EventFilter) -> Select:
+    if f.camera_id is not None:
+        query = query.where(SecurityEventRow.camera_id == f.camera_id)
+    if f.risk_level is not None:
+        query = query.where(SecurityEventRow.risk_level == f.risk_level)
+    if f.min_risk is not None:
+        query = query.where(SecurityEventRow.risk_score >= f.min_risk)
+    if f.start_date is not None:
+        query = query.where(SecurityEventRow.started_at >= f.start_date)
+    if f.end_date is not None:
+        query = query.where(SecurityEventRow.started_at <= f.end_date)
+    return query
+
+
+def list_events(
+    session: Session, f: EventFilter, limit: int, offset: int
+) -> tuple[list[EventOut], int]:
+    total = session.scalar(_filtered(select(func.count()).select_from(SecurityEventRow), f)) or 0
+    rows = session.scalars(
+        _filtered(select(SecurityEventRow), f)
+        .order_by(SecurityEventRow.started_at.desc(), SecurityEventRow.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return [EventOut.model_validate(row) for row in rows], total
+
+
+def _detections(session: Session, event_id: int, batch_id: str) -> list[EventDetectionOut]:
+    rows = session.scalars(
+        select(DetectionRow)
+        .join(
+            BatchMember,
+            and_(
+                BatchMember.image_id == DetectionRow.image_id,
+                BatchMember.position == DetectionRow.position,
+            ),
+        )
+        .where(BatchMember.batch_id == batch_id)
+        .order_by(DetectionRow.detected_at, DetectionRow.image_id, DetectionRow.position)
+    ).all()
+    enrichments: dict[int | None, list[EnrichmentOut]] = defaultdict(list)
+    for enrichment in list_enrichments(session, EnrichmentFilter(event_id=event_id))[0]:
+        enrichments[enrichment.detection_id].append(enrichment)
+    return [
+        EventDetectionOut(**detection_out(row).model_dump(), enrichments=enrichments[row.id])
+        for row in rows
+    ]
+
+
+def get_event(session: Session, event_id: int) -> EventDetail | None:
+    row = session.get(SecurityEventRow, event_id)
+    if row is None:
+        return None
+    analyses = session.scalars(
+        select(EventAnalysisRow)
+        .where(EventAnalysisRow.batch_id == row.batch_id)
+        .order_by(EventAnalysisRow.analysis_version.desc())
+    )
+    return EventDetail(
+        **EventOut.model_validate(row).model_dump(),
+        batch=get_batch_out(session, row.batch_id),
+        detections=_detections(session, row.id, row.batch_id),
+        analyses=[AnalysisOut.model_validate(a) for a in analyses],
+    )
