@@ -89,6 +89,44 @@ def print_detections(found: dict[str, list[dict]]) -> None:
             )
 
 
+def flush_and_wait_for_events(base: str, cameras: list[str], timeout: float) -> list[dict]:
+    """Flush the cameras' open batches (as a user can) and wait for their security events."""
+    active = httpx.get(f"{base}/api/batches/active", timeout=5).json()["batches"]
+    for batch in active:
+        if batch["camera_id"] in cameras:
+            _say(
+                f"flushing {batch['batch_id']} ({batch['camera_id']}, "
+                f"{batch['detection_count']} detections)"
+            )
+            httpx.post(f"{base}/api/batches/{batch['batch_id']}/flush", timeout=30)
+    deadline = time.monotonic() + timeout
+    events: list[dict] = []
+    while time.monotonic() < deadline:
+        events = [
+            e
+            for camera in cameras
+            for e in httpx.get(
+                f"{base}/api/events", params={"camera_id": camera}, timeout=5
+            ).json()["events"]
+        ]
+        if {e["camera_id"] for e in events} >= set(cameras):
+            break
+        _say(f"waiting for the risk analysis: {len(events)}/{len(cameras)} events")
+        time.sleep(2)
+    return events
+
+
+def print_events(events: list[dict]) -> None:
+    for event in events:
+        print(
+            f"\nevent {event['id']}  {event['camera_id']}  risk {event['risk_score']} "
+            f"({event['risk_level']}), {event['detection_count']} detections, "
+            f"{event['model_name']} prompt v{event['prompt_version']}"
+        )
+        print(f"  summary:   {event['summary']}")
+        print(f"  reasoning: {event['reasoning']}")
+
+
 def run_up(state_dir: Path, *, demo: bool, exit_after_demo: bool) -> int:
     from vigil.models import sample_images
 
@@ -111,6 +149,9 @@ def run_up(state_dir: Path, *, demo: bool, exit_after_demo: bool) -> int:
             )
             found = wait_for_detections(base, dropped, timeout=180)
             print_detections(found)
+            events = flush_and_wait_for_events(base, list(dropped), timeout=180)
+            print_events(events)
+            _say(f"live events: ws://{base.removeprefix('http://')}/ws/events")
             total = sum(len(paths) for paths in dropped.values())
             if len(found) < total:
                 _say(f"only {len(found)}/{total} images produced detections; see {state_dir}/*.log")
