@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from bench.event_latency import measure
 from projections.db import make_engine
 from streams.detector import TritonDetector
 from vigil.devservices.stack import Stack, start_stack
@@ -83,7 +84,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run(state_dir: Path, count: int = 60) -> dict:
+def run(state_dir: Path, count: int = 60, bursts: int = 8) -> dict:
     from vigil.models import sample_images
 
     stack = start_stack(state_dir)
@@ -94,10 +95,14 @@ def run(state_dir: Path, count: int = 60) -> dict:
         alone = asyncio.run(_triton_alone(stack, model, images))
         camera_root = state_dir / "cameras"
         camera_root.mkdir(parents=True, exist_ok=True)
-        stack.start_app("worker", CAMERA_ROOT=str(camera_root), **SETTLE_ENV)
-        stack.start_app("projector")
+        worker = stack.start_app("worker", CAMERA_ROOT=str(camera_root), **SETTLE_ENV)
+        projector = stack.start_app("projector")
         time.sleep(5)  # let the worker join its group before the clock starts
         path = _whole_path(stack, images, camera_root, timeout=300)
+        for process in (projector, worker):
+            process.stop()
+            stack.apps.remove(process)
+        events = measure(stack, state_dir / "event-cameras", _variants(samples, bursts * 3), bursts)
     finally:
         stack.stop()
     alone_rate = len(alone) / sum(alone)
@@ -114,6 +119,7 @@ def run(state_dir: Path, count: int = 60) -> dict:
         "e2e_latency_p50_s": round(_percentile(latencies, 0.5), 3),
         "e2e_latency_p99_s": round(_percentile(latencies, 0.99), 3),
         "watcher_settle_s": float(SETTLE_ENV["FILE_STABLE_S"]),
+        **events,
     }
 
 

@@ -21,9 +21,10 @@ def _say(message: str) -> None:
     print(f"[vigil {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def start_apps(stack: Stack, camera_root: Path, api_port: int) -> str:
+def start_apps(stack: Stack, camera_root: Path, api_port: int, **env: str) -> str:
+    """Start the worker, the projector and the API on `stack`; returns the API's base URL."""
     camera_root.mkdir(parents=True, exist_ok=True)
-    common = {"CAMERA_ROOT": str(camera_root)}
+    common = {"CAMERA_ROOT": str(camera_root), **env}
     stack.start_app("worker", **common)
     stack.start_app("projector", **common)
     api = stack.start_app("api", API_PORT=str(api_port), **common)
