@@ -11,6 +11,9 @@ from schemas.envelope import Message
 
 RiskLevel = Literal["low", "medium", "high", "critical"]
 
+SUMMARY_MAX = 200
+REASONING_MAX = 600
+
 # Inclusive score bands per level; a level outside its band is a contradiction.
 RISK_BANDS: dict[str, tuple[int, int]] = {
     "low": (0, 29),
@@ -34,8 +37,8 @@ class RiskAssessment(BaseModel):
 
     risk_score: int = Field(ge=0, le=100)
     risk_level: RiskLevel
-    summary: str = Field(min_length=1, max_length=300)
-    reasoning: str = Field(min_length=1, max_length=1000)
+    summary: str = Field(min_length=1, max_length=SUMMARY_MAX)
+    reasoning: str = Field(min_length=1, max_length=REASONING_MAX)
 
     @model_validator(mode="after")
     def _level_matches_score(self) -> RiskAssessment:
@@ -59,8 +62,8 @@ def risk_json_schema() -> dict:
                 "properties": {
                     "risk_score": {"type": "integer", "minimum": low, "maximum": high},
                     "risk_level": {"const": level},
-                    "summary": {"type": "string", "minLength": 1, "maxLength": 300},
-                    "reasoning": {"type": "string", "minLength": 1, "maxLength": 1000},
+                    "summary": {"type": "string", "minLength": 1, "maxLength": SUMMARY_MAX},
+                    "reasoning": {"type": "string", "minLength": 1, "maxLength": REASONING_MAX},
                 },
             }
             for level, (low, high) in RISK_BANDS.items()

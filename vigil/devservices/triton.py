@@ -32,6 +32,7 @@ from vigil.devservices.procs import (
     start_process,
     wait_until,
 )
+from vigil.devservices.triton_llm import ensure_llm_packages
 from vigil.models import ensure_venv
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ def ensure_triton_venv() -> Path:
     """The cached venv holding tritonserver and the models' Python dependencies."""
     venv = ensure_venv(cache_dir() / "triton-venv", TRITON_REQUIREMENTS)
     _layout(venv)
+    ensure_llm_packages(venv)  # the nemotron model's llama.cpp and SmolLM2 weights
     return venv
 
 

