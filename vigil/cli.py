@@ -166,11 +166,12 @@ def bench(
     main(cache_dir() / "bench-state", images)
 
 
-@app.command()
-def test(
-    pytest_args: Annotated[list[str] | None, typer.Argument(help="Extra pytest arguments")] = None,
-) -> None:
-    """Run the whole test suite against real services (exit 5, no tests, counts as failure)."""
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def test(ctx: typer.Context) -> None:
+    """Run the whole test suite against real services; extra arguments go to pytest.
+
+    pytest's exit 5 (no tests collected) counts as a failure.
+    """
     from vigil.devservices.triton import ensure_triton_venv
     from vigil.models import ensure_models
 
@@ -178,7 +179,7 @@ def test(
     ensure_models()
     ensure_triton_venv()
     code = subprocess.call(
-        [sys.executable, "-m", "pytest", "-q", *(pytest_args or [])], cwd=REPO_ROOT
+        [sys.executable, "-m", "pytest", "-q", *ctx.args], cwd=REPO_ROOT
     )
     if code == 5:
         typer.echo("pytest collected no tests: failing", err=True)

@@ -1,0 +1,103 @@
+"""Circuit breakers around model calls (the spec's "Circuit Breaker Protection").
+
+closed: calls pass; `failure_threshold` failures in a row open the breaker.
+open: calls fail at once with CircuitOpen until `recovery_timeout_s` has passed.
+half_open: calls pass as probes; `success_threshold` successes close the breaker,
+one failure opens it again. Plain code with an injected clock; every state change
+is reported to `on_change` so the worker can publish it as an event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+from streams.retry import PermanentError
+from streams.triton import ModelUnavailable
+
+T = TypeVar("T")
+State = Literal["closed", "open", "half_open"]
+
+
+class CircuitOpen(ModelUnavailable):
+    """The breaker is open: the model was not called."""
+
+    error_type = "CircuitOpen"
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    failure_threshold: int = 5
+    recovery_timeout_s: float = 30.0
+    success_threshold: int = 2
+
+
+@dataclass
+class CircuitBreaker:
+    name: str
+    config: BreakerConfig = field(default_factory=BreakerConfig)
+    clock: Callable[[], float] = time.monotonic
+    on_change: Callable[[CircuitBreaker, State], None] | None = None
+    state: State = "closed"
+    failure_count: int = 0
+    success_count: int = 0
+    total_calls: int = 0
+    opened_at: float | None = None
+
+    def _move(self, state: State) -> None:
+        previous, self.state = self.state, state
+        if state == "open":
+            self.opened_at = self.clock()
+        if state != "half_open":
+            self.success_count = 0
+        if self.on_change is not None and previous != state:
+            self.on_change(self, previous)
+
+    def before_call(self) -> None:
+        """Raise CircuitOpen, or let the call through (moving open -> half_open when due)."""
+        if self.state == "open":
+            waited = self.clock() - (self.opened_at or 0.0)
+            if waited < self.config.recovery_timeout_s:
+                raise CircuitOpen(
+                    f"circuit breaker {self.name!r} is open after {self.failure_count} failures; "
+                    f"next try in {self.config.recovery_timeout_s - waited:.0f}s"
+                )
+            self._move("half_open")
+        self.total_calls += 1
+
+    def record_success(self) -> None:
+        if self.state == "half_open":
+            self.success_count += 1
+            if self.success_count >= self.config.success_threshold:
+                self.failure_count = 0
+                self._move("closed")
+        else:
+            self.failure_count = 0
+
+    def record_failure(self) -> None:
+        self.failure_count += 1
+        if self.state == "half_open" or (
+            self.state == "closed" and self.failure_count >= self.config.failure_threshold
+        ):
+            self._move("open")
+
+    def reset(self) -> None:
+        self.failure_count = 0
+        self._move("closed")
+
+    async def call(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run `call` under the breaker. Bad input (PermanentError) says nothing about the
+        model's health and does not count as a failure."""
+        self.before_call()
+        try:
+            result = await call()
+        except PermanentError:
+            self.record_success()
+            raise
+        except Exception:
+            self.record_failure()
+            raise
+        self.record_success()
+        return result
