@@ -82,7 +82,7 @@ def register(
         return audit_id
 
     async def assess(batch: BatchClosed) -> tuple[RiskAssessment, str, str, int]:
-        prompt = book.current(analyst.model_name)
+        prompt = book.current(settings.analyst_prompt)
         request = AnalystRequest(
             system_prompt=prompt.config.system_prompt,
             prompt=build_prompt(batch),
@@ -132,47 +132,49 @@ def register(
 
         return await call_with_retry(attempt, policy)
 
+    async def on_batch(event: faust.EventT, batch: object) -> None:
+        if not isinstance(batch, BatchClosed):
+            return
+        if analysed[batch.batch_id]:
+            log.info("batch %s already analysed; skipping", batch.batch_id)
+            return
+        try:
+            assessment, audit_id, model_version, prompt_version = await assess(batch)
+        except RetryExhausted as exc:
+            raw = getattr(exc.last_error, "raw_answer", None)
+            await stage.give_up(
+                event,
+                exc,
+                batch.camera_id,
+                trace_id=batch.trace_id,
+                context={"raw_answer": raw} if raw is not None else None,
+            )
+            return
+        await publish(
+            topics.events,
+            batch.camera_id,
+            SecurityEventRecorded(
+                batch_id=batch.batch_id,
+                camera_id=batch.camera_id,
+                analysis_version=1,
+                risk_score=assessment.risk_score,
+                risk_level=assessment.risk_level,
+                summary=assessment.summary,
+                reasoning=assessment.reasoning,
+                started_at=batch.started_at,
+                ended_at=batch.last_activity_at,
+                detection_count=len(batch.detections),
+                model_name=analyst.model_name,
+                model_version=model_version,
+                prompt_version=prompt_version,
+                audit_id=audit_id,
+                producer=stage.producer,
+                trace_id=batch.trace_id,
+            ),
+        )
+        analysed[batch.batch_id] = 1
+
     @app.agent(topics.batches)
     async def analyse(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            batch = await stage.decode(event, {BATCHES.name: BATCHES})
-            if not isinstance(batch, BatchClosed):
-                continue
-            if analysed[batch.batch_id]:
-                log.info("batch %s already analysed; skipping", batch.batch_id)
-                continue
-            try:
-                assessment, audit_id, model_version, prompt_version = await assess(batch)
-            except RetryExhausted as exc:
-                raw = getattr(exc.last_error, "raw_answer", None)
-                await stage.give_up(
-                    event,
-                    exc,
-                    batch.camera_id,
-                    trace_id=batch.trace_id,
-                    context={"raw_answer": raw} if raw is not None else None,
-                )
-                continue
-            await publish(
-                topics.events,
-                batch.camera_id,
-                SecurityEventRecorded(
-                    batch_id=batch.batch_id,
-                    camera_id=batch.camera_id,
-                    analysis_version=1,
-                    risk_score=assessment.risk_score,
-                    risk_level=assessment.risk_level,
-                    summary=assessment.summary,
-                    reasoning=assessment.reasoning,
-                    started_at=batch.started_at,
-                    ended_at=batch.last_activity_at,
-                    detection_count=len(batch.detections),
-                    model_name=analyst.model_name,
-                    model_version=model_version,
-                    prompt_version=prompt_version,
-                    audit_id=audit_id,
-                    producer=stage.producer,
-                    trace_id=batch.trace_id,
-                ),
-            )
-            analysed[batch.batch_id] = 1
+            await stage.handle(event, {BATCHES.name: BATCHES}, on_batch)

@@ -119,14 +119,16 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         await close(command.camera_id, closed)
         store(command.camera_id, state)
 
+    async def on_message(event: faust.EventT, message: object) -> None:
+        if isinstance(message, DetectionsEnriched):
+            await on_detections(message)
+        elif isinstance(message, FlushBatch):
+            await on_flush(message)
+
     @app.agent(topics.batch_input)
     async def aggregate(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            message = await stage.decode(event, INPUTS)
-            if isinstance(message, DetectionsEnriched):
-                await on_detections(message)
-            elif isinstance(message, FlushBatch):
-                await on_flush(message)
+            await stage.handle(event, INPUTS, on_message)
 
     @app.timer(settings.batch_check_interval_s)
     async def expire_batches() -> None:

@@ -68,21 +68,21 @@ def register(
         ),
     )
 
+    async def on_image(event: faust.EventT, image: ImageReceived) -> None:
+        if detected[image.image_id]:
+            log.info("image %s already detected; skipping duplicate", image.image_id)
+            return
+        try:
+            produced = await detect_image(
+                image, detector, policy, settings.max_image_bytes, stage.producer
+            )
+        except RetryExhausted as exc:
+            await stage.give_up(event, exc, image.camera_id, trace_id=image.trace_id)
+            return
+        await publish(topics.detections, image.camera_id, produced)
+        detected[image.image_id] = True
+
     @app.agent(topics.images)
     async def detect_images(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            image = await stage.decode(event, {IMAGES.name: IMAGES})
-            if image is None:
-                continue
-            if detected[image.image_id]:
-                log.info("image %s already detected; skipping duplicate", image.image_id)
-                continue
-            try:
-                produced = await detect_image(
-                    image, detector, policy, settings.max_image_bytes, stage.producer
-                )
-            except RetryExhausted as exc:
-                await stage.give_up(event, exc, image.camera_id, trace_id=image.trace_id)
-                continue
-            await publish(topics.detections, image.camera_id, produced)
-            detected[image.image_id] = True
+            await stage.handle(event, {IMAGES.name: IMAGES}, on_image)

@@ -32,6 +32,7 @@ from vigil.settings import Settings
 
 if TYPE_CHECKING:
     from schemas.detections import Detection
+    from schemas.envelope import Message
     from streams.app import Topics
 
 INPUTS = {spec.name: spec for spec in (DETECTIONS, ENRICHMENT_COMMANDS)}
@@ -136,11 +137,13 @@ def register(
             ),
         )
 
+    async def on_message(event: faust.EventT, message: Message) -> None:
+        if isinstance(message, DetectionsProduced):
+            await on_detections(event, message)
+        elif isinstance(message, ReprocessEnrichment):
+            await on_reprocess(event, message)
+
     @app.agent(topics.enrichment_input)
     async def enrich(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            message = await stage.decode(event, INPUTS)
-            if isinstance(message, DetectionsProduced):
-                await on_detections(event, message)
-            elif isinstance(message, ReprocessEnrichment):
-                await on_reprocess(event, message)
+            await stage.handle(event, INPUTS, on_message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,31 @@ class Stage:
             key = message.key.decode(errors="replace") if message.key else None
             await self._send(event, exc, key)
             return None
+
+    async def handle(
+        self,
+        event: faust.EventT,
+        specs: dict[str, TopicSpec],
+        handler: Callable[[faust.EventT, Any], Awaitable[None]],
+    ) -> None:
+        """Decode `event` and run `handler` on it; nothing that goes wrong stops the agent.
+
+        Handlers dead-letter the failures they expect; anything else they raise is
+        dead-lettered here, with its type and text, and the loop goes on to the next message.
+        """
+        message = await self.decode(event, specs)
+        if message is None:
+            return
+        try:
+            await handler(event, message)
+        except Exception as exc:
+            log.exception("%s: unexpected failure on %s", self.name, type(message).__name__)
+            await self._send(
+                event,
+                exc,
+                getattr(message, "camera_id", None),
+                trace_id=getattr(message, "trace_id", None),
+            )
 
     async def give_up(
         self,

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
 
     enricher_model: str = "crop-attributes"
     analyst_model: str = "nemotron"
+    # Whose prompt configuration the analyst uses (the API's /prompt-config/{model}).
+    analyst_prompt: str = "nemotron"
     analyst_timeout_s: float = Field(default=120.0, gt=0)
 
     batch_window_s: float = Field(default=90.0, gt=0)
@@ -45,6 +47,9 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=3, ge=1)
     projector_group: str = "vigil-projector"
 
+    # SHA-256 hex digests of the API keys, comma-separated (`vigil apikey` makes one).
+    # Empty: no key is asked for. Set: every mutating endpoint needs X-API-Key.
+    api_key_hashes: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # How long a flush waits for the batch to close before answering 202 "queued".
@@ -57,6 +62,10 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @property
+    def api_key_digests(self) -> list[str]:
+        return [h.strip().lower() for h in self.api_key_hashes.split(",") if h.strip()]
 
     @property
     def kafka_url(self) -> str:
