@@ -38,20 +38,13 @@ log = logging.getLogger(__name__)
 def register(
     app: faust.App, topics: Topics, analyst: Analyst, policy: RetryPolicy, settings: Settings
 ) -> None:
-    from streams.app import publish
+    from streams.app import changelog_table, publish
 
     stage = Stage("analysis", topics.dlq_analysis, f"{settings.worker_id}/analysis")
     book = PromptBook()
     stop_following = asyncio.Event()
     # batch_id -> analysis version published; rebuilt from its changelog on restart.
-    analysed = app.Table(
-        "analysed-batches",
-        default=int,
-        partitions=settings.topic_partitions,
-        schema=faust.Schema(
-            key_type=str, value_type=int, key_serializer="json", value_serializer="json"
-        ),
-    )
+    analysed = changelog_table(app, "analysed-batches", settings, default=int)
 
     @app.task
     async def keep_prompts_current() -> None:

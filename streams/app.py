@@ -91,6 +91,22 @@ def faust_topic(app: faust.App, settings: Settings, *specs: TopicSpec) -> faust.
     )
 
 
+def changelog_table(
+    app: faust.App, name: str, settings: Settings, *, default=None, value_serializer: str = "json"
+) -> faust.Table:
+    """A table keyed by a string, co-partitioned with the topics, backed by its changelog.
+
+    No key or value *types* are given: Faust's recovery expects Record types there and
+    fails on plain ones (`type object 'bool' has no attribute 'from_data'`).
+    """
+    return app.Table(
+        name,
+        default=default,
+        partitions=settings.topic_partitions,
+        schema=faust.Schema(key_serializer="json", value_serializer=value_serializer),
+    )
+
+
 async def publish(topic: faust.TopicT, key: str | None, message: Message) -> None:
     """Send and wait for the broker's acknowledgement before the source offset can commit."""
     pending = await topic.send(

@@ -36,19 +36,13 @@ INPUTS = {spec.name: spec for spec in (ENRICHMENTS, BATCH_COMMANDS)}
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
-    from streams.app import publish
+    from streams.app import changelog_table, publish
 
     # Poison messages on the batch inputs are dead-lettered with the analysis stage's.
     stage = Stage("analysis", topics.dlq_analysis, f"{settings.worker_id}/batches")
     limits = BatchLimits(settings.batch_window_s, settings.batch_idle_s, settings.batch_max_size)
     pending = PendingFlushes()
-    table = app.Table(
-        "camera-batches",
-        partitions=settings.topic_partitions,
-        schema=faust.Schema(
-            key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
-        ),
-    )
+    table = changelog_table(app, "camera-batches", settings, value_serializer="raw")
 
     def load(camera_id: str) -> CameraBatches:
         raw = table.get(camera_id)

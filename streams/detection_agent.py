@@ -55,18 +55,11 @@ async def detect_image(
 def register(
     app: faust.App, topics: Topics, detector: Detector, policy: RetryPolicy, settings: Settings
 ) -> None:
-    from streams.app import publish
+    from streams.app import changelog_table, publish
 
     stage = Stage("detection", topics.dlq_detection, f"{settings.worker_id}/detection")
     # image_id -> True once its detections are published; rebuilt from its changelog on restart.
-    detected = app.Table(
-        "detected-images",
-        default=bool,
-        partitions=settings.topic_partitions,
-        schema=faust.Schema(
-            key_type=str, value_type=bool, key_serializer="json", value_serializer="json"
-        ),
-    )
+    detected = changelog_table(app, "detected-images", settings, default=bool)
 
     async def on_image(event: faust.EventT, image: ImageReceived) -> None:
         if detected[image.image_id]:
