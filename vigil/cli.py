@@ -178,9 +178,7 @@ def test(ctx: typer.Context) -> None:
     _logging()
     ensure_models()
     ensure_triton_venv()
-    code = subprocess.call(
-        [sys.executable, "-m", "pytest", "-q", *ctx.args], cwd=REPO_ROOT
-    )
+    code = subprocess.call([sys.executable, "-m", "pytest", "-q", *ctx.args], cwd=REPO_ROOT)
     if code == 5:
         typer.echo("pytest collected no tests: failing", err=True)
         code = 1
