@@ -96,10 +96,8 @@ def faust_topic(app: faust.App, settings: Settings, *specs: TopicSpec) -> faust.
     )
 
 
-def changelog_table(
-    app: faust.App, name: str, settings: Settings, *, default=None, value_serializer: str = "json"
-) -> faust.Table:
-    """A table keyed by a string, co-partitioned with the topics, backed by its changelog.
+def changelog_table(app: faust.App, name: str, settings: Settings, *, default=None) -> faust.Table:
+    """A JSON table keyed by a string, co-partitioned with the topics, backed by its changelog.
 
     No key or value *types* are given: Faust's recovery expects Record types there and
     fails on plain ones (`type object 'bool' has no attribute 'from_data'`).
@@ -108,7 +106,7 @@ def changelog_table(
         name,
         default=default,
         partitions=settings.topic_partitions,
-        schema=faust.Schema(key_serializer="json", value_serializer=value_serializer),
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
 
 

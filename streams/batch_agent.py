@@ -42,14 +42,14 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     stage = Stage("analysis", topics.dlq_analysis, f"{settings.worker_id}/batches")
     limits = BatchLimits(settings.batch_window_s, settings.batch_idle_s, settings.batch_max_size)
     pending = PendingFlushes()
-    table = changelog_table(app, "camera-batches", settings, value_serializer="raw")
+    table = changelog_table(app, "camera-batches", settings)
 
     def load(camera_id: str) -> CameraBatches:
-        raw = table.get(camera_id)
-        return CameraBatches.model_validate_json(raw) if raw else CameraBatches()
+        stored = table.get(camera_id)
+        return CameraBatches.model_validate(stored) if stored else CameraBatches()
 
     def store(camera_id: str, state: CameraBatches) -> None:
-        table[camera_id] = state.model_dump_json().encode()
+        table[camera_id] = state.model_dump(mode="json")
 
     async def close(camera_id: str, closed) -> None:
         await publish(topics.batches, camera_id, closed)
@@ -126,13 +126,19 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     @app.timer(settings.batch_check_interval_s)
     async def expire_batches() -> None:
-        open_batches = []
-        for raw in list(table.values()):
-            state = CameraBatches.model_validate_json(raw)
-            if state.open is not None:
-                open_batches.append(state.open)
-        for batch, trigger in pending.due(open_batches, utcnow(), limits):
-            await publish(topics.batch_commands, batch.camera_id, _command(batch, trigger, stage))
+        # A timer that raises stops the whole Faust app: this one logs and tries next tick.
+        try:
+            open_batches = [
+                state.open
+                for state in (CameraBatches.model_validate(v) for v in list(table.values()))
+                if state.open is not None
+            ]
+            for batch, trigger in pending.due(open_batches, utcnow(), limits):
+                await publish(
+                    topics.batch_commands, batch.camera_id, _command(batch, trigger, stage)
+                )
+        except Exception:
+            log.exception("checking batch timers failed; retrying on the next tick")
 
 
 def _command(batch: OpenBatch, trigger, stage: Stage) -> FlushBatch:

@@ -167,6 +167,11 @@ class FolderWatcher:
             modified_at=datetime.fromtimestamp(found.mtime_ns / 1e9, UTC),
         )
 
+    def retry_later(self, upload: CompleteUpload) -> None:
+        """Report `upload` again on a later poll (publishing it failed)."""
+        self._done.pop(upload.path, None)
+        self._seen.pop((upload.camera_id, upload.sha256), None)
+
     def _forget_missing(self, present: set[Path]) -> None:
         for table in (self._pending, self._done):
             for path in [p for p in table if p not in present]:

@@ -42,14 +42,23 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     # One watcher per consumer group: only the leader scans the folders.
     @app.timer(settings.watch_interval_s, on_leader=True)
     async def watch_camera_folders() -> None:
-        uploads, rejected = await asyncio.to_thread(watcher.poll, time.monotonic())
-        for upload in uploads:
-            event = image_received(upload, producer)
-            await publish(topics.images, event.camera_id, event)
-            log.info("image %s from %s: %s", event.image_id, event.camera_id, upload.path.name)
-        for reject in rejected:
-            await publish(topics.dlq_detection, reject.camera_id, _rejection(reject, producer))
-            log.warning("rejected %s: %s", reject.path, reject.reason)
+        # A timer that raises stops the whole Faust app: this one logs and tries next tick.
+        try:
+            uploads, rejected = await asyncio.to_thread(watcher.poll, time.monotonic())
+            for index, upload in enumerate(uploads):
+                event = image_received(upload, producer)
+                try:
+                    await publish(topics.images, event.camera_id, event)
+                except BaseException:
+                    for unsent in uploads[index:]:
+                        watcher.retry_later(unsent)
+                    raise
+                log.info("image %s from %s: %s", event.image_id, event.camera_id, upload.path.name)
+            for reject in rejected:
+                await publish(topics.dlq_detection, reject.camera_id, _rejection(reject, producer))
+                log.warning("rejected %s: %s", reject.path, reject.reason)
+        except Exception:
+            log.exception("watching the camera folders failed; retrying on the next tick")
 
 
 class PathOutsideCameraRoot(Exception):

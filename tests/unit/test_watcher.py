@@ -85,3 +85,13 @@ def test_rejection_reported_once(tmp_path):
     watcher = FolderWatcher(tmp_path / "cams", stable_s=0)
     assert len(watcher.poll(now=0.0)[1]) == 1
     assert watcher.poll(now=1.0)[1] == []
+
+
+def test_upload_that_could_not_be_published_is_reported_again(tmp_path):
+    _write(tmp_path / "cam" / "a.jpg")
+    watcher = FolderWatcher(tmp_path, stable_s=0)
+    [upload], _ = watcher.poll(now=0.0)
+    assert watcher.poll(now=1.0) == ([], [])
+    watcher.retry_later(upload)
+    again, _ = watcher.poll(now=2.0)
+    assert [(u.path, u.sha256) for u in again] == [(upload.path, upload.sha256)]
