@@ -8,6 +8,7 @@ commands on the system command topic, which every worker follows, close them.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 import faust
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from streams.app import Models, Topics
 
 SNAPSHOT_INTERVAL_S = 5.0
+# A breaker is reported at least this often, moved or not, so its report never goes stale.
+HEARTBEAT_S = 20.0
 
 
 class BreakerBoard:
@@ -31,6 +34,7 @@ class BreakerBoard:
         self.breakers: dict[str, CircuitBreaker] = {}
         self.outbox: asyncio.Queue[CircuitBreakerChanged] = asyncio.Queue()
         self._reported: dict[str, tuple[str, int, int]] = {}
+        self._reported_at: dict[str, float] = {}
 
     def breaker(self, name: str) -> CircuitBreaker:
         if name not in self.breakers:
@@ -40,6 +44,7 @@ class BreakerBoard:
 
     def _report(self, breaker: CircuitBreaker, previous: State) -> None:
         self._reported[breaker.name] = (breaker.state, breaker.failure_count, breaker.total_calls)
+        self._reported_at[breaker.name] = time.monotonic()
         self.outbox.put_nowait(
             CircuitBreakerChanged(
                 worker_id=self.worker_id,
@@ -55,18 +60,19 @@ class BreakerBoard:
     def _changed(self, breaker: CircuitBreaker, previous: State) -> None:
         self._report(breaker, previous)
 
-    def report_counters(self) -> None:
-        """Report each breaker whose counters moved since it was last reported."""
+    def report_counters(self, heartbeat_s: float = HEARTBEAT_S) -> None:
+        """Report each breaker whose counters moved, or that was last reported `heartbeat_s` ago."""
         for breaker in self.breakers.values():
             now = (breaker.state, breaker.failure_count, breaker.total_calls)
-            if self._reported.get(breaker.name) != now:
+            quiet_for = time.monotonic() - self._reported_at.get(breaker.name, 0.0)
+            if self._reported.get(breaker.name) != now or quiet_for >= heartbeat_s:
                 self._report(breaker, breaker.state)
 
     def reset(self, command: ResetCircuitBreaker) -> None:
         breaker = self.breakers.get(command.name)
         if breaker is not None:
             breaker.reset()
-            self.report_counters()
+            self.report_counters(heartbeat_s=0)
 
 
 def register(app: faust.App, topics: Topics, models: Models, settings: Settings) -> BreakerBoard:
