@@ -232,3 +232,32 @@ class EventDetail(EventOut):
     batch: BatchOut | None
     detections: list[EventDetectionOut]
     analyses: list[AnalysisOut]
+
+
+class BreakerWorkerOut(BaseModel):
+    state: Literal["closed", "open", "half_open"]
+    failure_count: int
+    total_calls: int
+    updated_at: datetime
+
+
+class BreakerOut(BaseModel):
+    name: str
+    state: Literal["closed", "open", "half_open"]
+    failure_count: int
+    total_calls: int
+    # The breaker of each worker that reported within CIRCUIT_BREAKER_STALE_S.
+    workers: dict[str, BreakerWorkerOut]
+
+
+class CircuitBreakersOut(BaseModel):
+    circuit_breakers: dict[str, BreakerOut]
+    total_count: int
+    open_count: int
+
+
+class BreakerResetOut(BaseModel):
+    name: str
+    status: Literal["reset", "queued"]
+    state: Literal["closed", "open", "half_open"]
+    message: str

@@ -17,6 +17,7 @@ from projections.tables import (
     AuditRow,
     BatchMember,
     BatchRow,
+    CircuitBreakerRow,
     DeadLetterRow,
     DetectionRow,
     EnrichmentRow,
@@ -31,6 +32,7 @@ from schemas.dead_letters import DeadLettered
 from schemas.detections import DetectionsProduced
 from schemas.enrichments import DetectionsEnriched, Enrichment, EnrichmentReprocessed
 from schemas.images import ImageReceived
+from schemas.system import CircuitBreakerChanged
 
 Handler = Callable[[Any, Session], None]
 
@@ -374,6 +376,24 @@ def prompt_configured(event: PromptConfigured, session: Session) -> None:
     )
 
 
+def circuit_breaker_changed(event: CircuitBreakerChanged, session: Session) -> None:
+    report = {
+        "state": event.state,
+        "failure_count": event.failure_count,
+        "total_calls": event.total_calls,
+        "updated_at": event.occurred_at,
+    }
+    session.execute(
+        insert(CircuitBreakerRow)
+        .values(worker_id=event.worker_id, name=event.name, **report)
+        .on_conflict_do_update(
+            index_elements=[CircuitBreakerRow.worker_id, CircuitBreakerRow.name],
+            set_=report,
+            where=CircuitBreakerRow.updated_at <= event.occurred_at,
+        )
+    )
+
+
 HANDLERS: dict[type, list[Handler]] = {
     ImageReceived: [image_received],
     DetectionsProduced: [detections_produced],
@@ -386,4 +406,5 @@ HANDLERS: dict[type, list[Handler]] = {
     SecurityEventRecorded: [security_event_recorded],
     ModelCallAudited: [model_call_audited],
     PromptConfigured: [prompt_configured],
+    CircuitBreakerChanged: [circuit_breaker_changed],
 }

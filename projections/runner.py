@@ -23,13 +23,19 @@ from sqlalchemy.orm import Session
 from projections.handlers import HANDLERS, Handler
 from projections.tables import ProjectionOffset, ProjectionReject
 from schemas.codec import UndecodableMessage, decode
-from schemas.topics import ALL_TOPICS, BATCH_COMMANDS, ENRICHMENT_COMMANDS, TopicSpec
+from schemas.topics import (
+    ALL_TOPICS,
+    BATCH_COMMANDS,
+    ENRICHMENT_COMMANDS,
+    SYSTEM_COMMANDS,
+    TopicSpec,
+)
 
 log = logging.getLogger(__name__)
 
 # Every topic but the command topics, which only the workers act on.
 PROJECTED_TOPICS: tuple[TopicSpec, ...] = tuple(
-    t for t in ALL_TOPICS if t not in (BATCH_COMMANDS, ENRICHMENT_COMMANDS)
+    t for t in ALL_TOPICS if t not in (BATCH_COMMANDS, ENRICHMENT_COMMANDS, SYSTEM_COMMANDS)
 )
 
 

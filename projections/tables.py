@@ -261,3 +261,16 @@ class PromptVersionRow(Base):
     description: Mapped[str | None] = mapped_column(Text)
     restored_from: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CircuitBreakerRow(Base):
+    """The last reported state of one worker's breaker around one model."""
+
+    __tablename__ = "circuit_breakers"
+
+    worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    failure_count: Mapped[int] = mapped_column(Integer)
+    total_calls: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

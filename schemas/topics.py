@@ -19,6 +19,7 @@ from schemas.detections import DetectionsProduced
 from schemas.enrichments import DetectionsEnriched, EnrichmentReprocessed, ReprocessEnrichment
 from schemas.envelope import Message
 from schemas.images import ImageReceived
+from schemas.system import CircuitBreakerChanged, ResetCircuitBreaker
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,6 +114,21 @@ PROMPTS = TopicSpec(
     partitions=1,
 )
 
+SYSTEM = TopicSpec(
+    name="vigil.system",
+    key="name",
+    value_types=(CircuitBreakerChanged,),
+    description="Circuit breaker state changes and counters, per worker and model.",
+    partitions=1,
+)
+SYSTEM_COMMANDS = TopicSpec(
+    name="vigil.commands.system",
+    key="name",
+    value_types=(ResetCircuitBreaker,),
+    description="Commands every worker obeys (reset a circuit breaker).",
+    partitions=1,
+)
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     IMAGES,
     DETECTIONS,
@@ -126,4 +142,6 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     AI_AUDIT,
     DLQ_ANALYSIS,
     PROMPTS,
+    SYSTEM,
+    SYSTEM_COMMANDS,
 )

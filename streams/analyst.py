@@ -60,6 +60,7 @@ def _scalar(name: str, value: float | int, datatype: str, dtype: type) -> triton
 
 class TritonAnalyst(TritonModel):
     invalid_input_error = PromptRejected
+    unavailable_error = AnalystUnavailable
 
     async def answer(self, request: AnalystRequest) -> AnalystAnswer:
         inputs = [
@@ -70,12 +71,7 @@ class TritonAnalyst(TritonModel):
         ]
         if request.json_schema is not None:
             inputs.append(bytes_input("JSON_SCHEMA", [json.dumps(request.json_schema).encode()]))
-        try:
-            result, version, latency_ms = await self.infer(
-                inputs, ("TEXT", "TOKENS_IN", "TOKENS_OUT")
-            )
-        except ModelUnavailable as exc:
-            raise AnalystUnavailable(str(exc)) from exc
+        result, version, latency_ms = await self.infer(inputs, ("TEXT", "TOKENS_IN", "TOKENS_OUT"))
         return AnalystAnswer(
             text=result.as_numpy("TEXT").reshape(-1)[0].decode(errors="replace"),
             tokens_in=int(result.as_numpy("TOKENS_IN").reshape(-1)[0]),

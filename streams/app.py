@@ -25,6 +25,7 @@ from schemas.topics import (
     IMAGES,
     PROMPTS,
     SECURITY_EVENTS,
+    SYSTEM,
     TopicSpec,
 )
 from streams.analyst import Analyst, TritonAnalyst
@@ -52,6 +53,7 @@ class Topics:
     audit: faust.TopicT
     dlq_analysis: faust.TopicT
     prompts: faust.TopicT
+    system: faust.TopicT
 
 
 @dataclass
@@ -73,8 +75,11 @@ class Models:
             ),
         )
 
+    def all(self) -> tuple[Detector, Enricher, Analyst]:
+        return (self.detector, self.enricher, self.analyst)
+
     async def close(self) -> None:
-        for model in (self.detector, self.enricher, self.analyst):
+        for model in self.all():
             await model.close()
 
 
@@ -114,7 +119,14 @@ async def publish(topic: faust.TopicT, key: str | None, message: Message) -> Non
 
 
 def create_worker_app(settings: Settings, models: Models | None = None) -> faust.App:
-    from streams import analysis_agent, batch_agent, detection_agent, enrichment_agent, watcher_task
+    from streams import (
+        analysis_agent,
+        batch_agent,
+        breaker_board,
+        detection_agent,
+        enrichment_agent,
+        watcher_task,
+    )
 
     app = faust.App(
         WORKER_GROUP,
@@ -149,9 +161,11 @@ def create_worker_app(settings: Settings, models: Models | None = None) -> faust
         audit=topic(AI_AUDIT),
         dlq_analysis=topic(DLQ_ANALYSIS),
         prompts=topic(PROMPTS),
+        system=topic(SYSTEM),
     )
     models = models or Models.on_triton(settings)
     policy = RetryPolicy.from_settings(settings)
+    breaker_board.register(app, topics, models, settings)
     watcher_task.register(app, topics, settings)
     detection_agent.register(app, topics, models.detector, policy, settings)
     enrichment_agent.register(app, topics, models.enricher, policy, settings)

@@ -45,14 +45,12 @@ class Detector(Protocol):
 
 class TritonDetector(TritonModel):
     invalid_input_error = InvalidImage
+    unavailable_error = DetectorUnavailable
 
     async def detect(self, image: bytes) -> DetectorResult:
-        try:
-            result, version, latency_ms = await self.infer(
-                [bytes_input("IMAGE", [image])], ("DETECTIONS", "LABELS", "IMAGE_SIZE")
-            )
-        except ModelUnavailable as exc:
-            raise DetectorUnavailable(str(exc)) from exc
+        result, version, latency_ms = await self.infer(
+            [bytes_input("IMAGE", [image])], ("DETECTIONS", "LABELS", "IMAGE_SIZE")
+        )
         rows = result.as_numpy("DETECTIONS").reshape(-1, 6)
         labels = [label.decode() for label in result.as_numpy("LABELS").reshape(-1)]
         width, height = (int(v) for v in result.as_numpy("IMAGE_SIZE").reshape(-1)[:2])

@@ -50,6 +50,7 @@ class Enricher(Protocol):
 
 class TritonEnricher(TritonModel):
     invalid_input_error = InvalidImage
+    unavailable_error = EnricherUnavailable
 
     async def describe(self, image: bytes, detections: Sequence[Detection]) -> EnricherResult:
         boxes = triton_http.InferInput("BOXES", [len(detections), 4], "FP32")
@@ -64,12 +65,9 @@ class TritonEnricher(TritonModel):
             boxes,
             bytes_input("LABELS", [d.label.encode() for d in detections]),
         ]
-        try:
-            result, version, latency_ms = await self.infer(
-                inputs, ("DESCRIPTIONS", "ATTRIBUTES", "CONFIDENCES")
-            )
-        except ModelUnavailable as exc:
-            raise EnricherUnavailable(str(exc)) from exc
+        result, version, latency_ms = await self.infer(
+            inputs, ("DESCRIPTIONS", "ATTRIBUTES", "CONFIDENCES")
+        )
         descriptions = result.as_numpy("DESCRIPTIONS").reshape(-1)
         attributes = result.as_numpy("ATTRIBUTES").reshape(-1)
         confidences = result.as_numpy("CONFIDENCES").reshape(-1)

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.analysis import PromptConfig, PromptConfigured
-from schemas.codec import UndecodableMessage, decode
 from schemas.topics import PROMPTS
-
-log = logging.getLogger(__name__)
+from streams.follow import follow_topic
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a security analysis AI for a home and small-business camera system. "
@@ -54,27 +49,5 @@ class PromptBook:
 
 
 async def follow_prompts(bootstrap: str, book: PromptBook, stop: asyncio.Event) -> None:
-    """Read the prompts topic from the beginning and keep following it, outside any group."""
-    while not stop.is_set():
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        try:
-            await consumer.start()
-            partitions = [
-                TopicPartition(PROMPTS.name, p)
-                for p in sorted(consumer.partitions_for_topic(PROMPTS.name) or {0})
-            ]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=1000)
-                for records in batches.values():
-                    for record in records:
-                        try:
-                            book.apply(decode(PROMPTS, record.value))
-                        except UndecodableMessage as exc:
-                            log.warning("skipping prompt record @%d: %s", record.offset, exc)
-        except Exception:
-            log.exception("prompt follower failed; restarting in 2s")
-            await asyncio.sleep(2)
-        finally:
-            await consumer.stop()
+    """Keep `book` current with the prompts topic, read whole by every worker."""
+    await follow_topic(bootstrap, PROMPTS, book.apply, stop, from_beginning=True)

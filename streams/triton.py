@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import aiohttp
 import tritonclient.http.aio as triton_http
 from tritonclient.utils import InferenceServerException
 
 from streams.retry import PermanentError
+
+if TYPE_CHECKING:
+    from streams.breaker import CircuitBreaker
 
 
 class ModelUnavailable(Exception):
@@ -33,6 +37,7 @@ class TritonModel:
     """One model on one Triton server."""
 
     invalid_input_error: type[InvalidModelInput] = InvalidModelInput
+    unavailable_error: type[ModelUnavailable] = ModelUnavailable
 
     def __init__(self, url: str, model_name: str, model_version: str = "", timeout_s: float = 30.0):
         self.model_name = model_name
@@ -41,6 +46,8 @@ class TritonModel:
         self._timeout_s = timeout_s
         self._client_instance: triton_http.InferenceServerClient | None = None
         self._resolved_version: str | None = None
+        # Set by the worker's wiring: every call then goes through this model's breaker.
+        self.breaker: CircuitBreaker | None = None
 
     @property
     def _client(self) -> triton_http.InferenceServerClient:
@@ -63,7 +70,18 @@ class TritonModel:
     async def infer(
         self, inputs: Sequence[triton_http.InferInput], outputs: Sequence[str]
     ) -> tuple[triton_http.InferResult, str, float]:
-        """Run one request; returns the result, the model version and the latency in ms."""
+        """Run one request; returns the result, the model version and the latency in ms.
+
+        Raises `invalid_input_error` for input the model refused, `unavailable_error` when
+        it could not answer, and CircuitOpen without calling it while its breaker is open.
+        """
+        if self.breaker is None:
+            return await self._infer(inputs, outputs)
+        return await self.breaker.call(lambda: self._infer(inputs, outputs))
+
+    async def _infer(
+        self, inputs: Sequence[triton_http.InferInput], outputs: Sequence[str]
+    ) -> tuple[triton_http.InferResult, str, float]:
         requested = [triton_http.InferRequestedOutput(name) for name in outputs]
         started = time.perf_counter()
         try:
@@ -79,9 +97,9 @@ class TritonModel:
             message = exc.message() or str(exc)
             if any(marker in message.lower() for marker in _INVALID_INPUT_MARKERS):
                 raise self.invalid_input_error(message) from exc
-            raise ModelUnavailable(f"{self.model_name}: {message}") from exc
+            raise self.unavailable_error(f"{self.model_name}: {message}") from exc
         except (OSError, TimeoutError, aiohttp.ClientError) as exc:
-            raise ModelUnavailable(f"{self.model_name}: {type(exc).__name__}: {exc}") from exc
+            raise self.unavailable_error(f"{self.model_name}: {type(exc).__name__}: {exc}") from exc
         return result, version, round((time.perf_counter() - started) * 1000, 3)
 
     async def ready(self) -> bool:

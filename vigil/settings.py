@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,13 +39,20 @@ class Settings(BaseSettings):
     file_stable_s: float = Field(default=2.0, ge=0)
     max_image_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
 
+    circuit_breaker_failure_threshold: int = Field(default=5, ge=1)
+    circuit_breaker_recovery_timeout: float = Field(default=30.0, gt=0)
+    circuit_breaker_success_threshold: int = Field(default=2, ge=1)
+    # A worker's breaker report older than this is stale (the worker is gone).
+    circuit_breaker_stale_s: float = Field(default=60.0, gt=0)
+
     retry_max_attempts: int = Field(default=3, ge=1)
     retry_base_delay_s: float = Field(default=1.0, ge=0)
     retry_max_delay_s: float = Field(default=30.0, ge=0)
     retry_exponential_base: float = Field(default=2.0, ge=1)
     retry_jitter: float = Field(default=0.25, ge=0, le=1)
 
-    worker_id: str = "vigil-worker"
+    # Names this worker in breaker reports and event producers; unique per process.
+    worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     topic_partitions: int = Field(default=3, ge=1)
     projector_group: str = "vigil-projector"
 

@@ -2,16 +2,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from api.deps import ServicesDep, SessionDep
-from api.models import HealthResponse
+from api.models import BreakerResetOut, CircuitBreakersOut, HealthResponse
 from api.queries import health
+from api.queries.breakers import circuit_breakers
+from api.security import require_api_key
 from projections.runner import PROJECTED_TOPICS
 from schemas.envelope import utcnow
-from schemas.topics import IMAGES
+from schemas.system import ResetCircuitBreaker
+from schemas.topics import IMAGES, SYSTEM_COMMANDS
 from streams.app import WORKER_GROUP
 
 router = APIRouter(prefix="/api/system", tags=["system"])
@@ -24,7 +29,10 @@ async def read_health(services: ServicesDep, session: SessionDep) -> HealthRespo
     kafka, postgres, triton = await asyncio.gather(
         run_in_threadpool(health.check_kafka, services.kafka_admin),
         run_in_threadpool(health.check_postgres, session),
-        health.check_triton(settings.triton_url, [settings.detector_model]),
+        health.check_triton(
+            settings.triton_url,
+            [settings.detector_model, settings.enricher_model, settings.analyst_model],
+        ),
     )
     lag: dict[str, dict[str, int]] = {}
     if kafka.status == "healthy":
@@ -55,3 +63,44 @@ async def read_health(services: ServicesDep, session: SessionDep) -> HealthRespo
         consumer_lag=lag,
         checked_at=utcnow(),
     )
+
+
+@router.get("/circuit-breakers", response_model=CircuitBreakersOut)
+def read_circuit_breakers(services: ServicesDep, session: SessionDep) -> CircuitBreakersOut:
+    """Every model's breaker, combined over the workers that reported recently."""
+    return circuit_breakers(session, services.settings.circuit_breaker_stale_s)
+
+
+@router.post(
+    "/circuit-breakers/{name}/reset",
+    response_model=BreakerResetOut,
+    dependencies=[Depends(require_api_key)],
+    responses={202: {"model": BreakerResetOut}, 404: {"description": "Unknown breaker"}},
+)
+def reset_circuit_breaker(name: str, services: ServicesDep, session: SessionDep):
+    """Tell every worker to close its breaker `name`; answers once all report it closed."""
+    stale_s = services.settings.circuit_breaker_stale_s
+    known = circuit_breakers(session, stale_s).circuit_breakers
+    if name not in known:
+        raise HTTPException(
+            status_code=404,
+            detail=f"circuit breaker {name!r} not found; known: {sorted(known)}",
+        )
+    services.commands.send(SYSTEM_COMMANDS, name, ResetCircuitBreaker(name=name))
+    deadline = time.monotonic() + services.flush_wait_s
+    state = known[name].state
+    while state != "closed" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        session.rollback()  # each poll reads what is committed now
+        state = circuit_breakers(session, stale_s).circuit_breakers[name].state
+    if state == "closed":
+        return BreakerResetOut(
+            name=name, status="reset", state=state, message="Circuit breaker reset"
+        )
+    body = BreakerResetOut(
+        name=name,
+        status="queued",
+        state=state,
+        message=f"Reset sent; not every worker reported it closed after {services.flush_wait_s:g}s",
+    )
+    return JSONResponse(status_code=202, content=body.model_dump())

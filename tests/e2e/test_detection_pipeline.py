@@ -199,6 +199,10 @@ def test_health_reports_every_service_and_lag(pipeline, api_client):
         "postgres": "healthy",
         "triton": "healthy",
     }
-    assert body["services"]["triton"]["models"] == {"centernet": "ready"}
+    assert body["services"]["triton"]["models"] == {
+        "centernet": "ready",
+        "crop-attributes": "ready",
+        "nemotron": "ready",
+    }
     assert set(body["consumer_lag"]) == {"vigil-worker", "vigil-projector"}
     assert set(body["consumer_lag"]["vigil-worker"]) == {IMAGES.name}

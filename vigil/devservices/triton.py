@@ -110,14 +110,44 @@ class TritonService:
     http_url: str
     grpc_url: str
     metrics_url: str
-    process: ManagedProcess
-    models: list[str] = field(default_factory=list)
+    models: list[str]
+    argv: list[str] = field(repr=False)
+    env: dict[str, str] = field(repr=False)
+    state_dir: Path
+    timeout: float = READY_TIMEOUT
+    process: ManagedProcess | None = None
+
+    def start(self) -> None:
+        """Start the server (again: same ports, same models) and wait until it is ready."""
+        process = start_process("tritonserver", self.argv, state_dir=self.state_dir, env=self.env)
+        base = f"http://{self.http_url}"
+        try:
+            wait_until(
+                lambda: (
+                    _ready(f"{base}/v2/health/ready")
+                    and all(_ready(f"{base}/v2/models/{name}/ready") for name in self.models)
+                ),
+                timeout=self.timeout,
+                what=f"tritonserver ({', '.join(self.models)})",
+                interval=0.25,
+                alive=process.alive,
+            )
+        except (TimeoutError, RuntimeError) as exc:
+            tail = process.log_tail(60)
+            process.stop()
+            raise RuntimeError(f"{exc}\n--- {process.log_path} ---\n{tail}") from exc
+        except BaseException:
+            process.stop()
+            raise
+        self.process = process
+        log.info("tritonserver ready on %s serving %s", base, self.models)
 
     def stop(self) -> None:
-        self.process.stop()
+        if self.process is not None:
+            self.process.stop()
 
     def log_tail(self, lines: int = 40) -> str:
-        return self.process.log_tail(lines)
+        return self.process.log_tail(lines) if self.process is not None else ""
 
 
 def start_triton(
@@ -164,31 +194,15 @@ def start_triton(
         "PYTHONPATH": "",
         "PYTHONNOUSERSITE": "1",
     }
-    process = start_process("tritonserver", argv, state_dir=state_dir, env=env)
-    base = f"http://127.0.0.1:{http_port}"
-    try:
-        wait_until(
-            lambda: (
-                _ready(f"{base}/v2/health/ready")
-                and all(_ready(f"{base}/v2/models/{name}/ready") for name in models)
-            ),
-            timeout=timeout,
-            what=f"tritonserver ({', '.join(models)})",
-            interval=0.25,
-            alive=process.alive,
-        )
-    except (TimeoutError, RuntimeError) as exc:
-        tail = process.log_tail(60)
-        process.stop()
-        raise RuntimeError(f"{exc}\n--- {process.log_path} ---\n{tail}") from exc
-    except BaseException:
-        process.stop()
-        raise
-    log.info("tritonserver ready on %s serving %s", base, models)
-    return TritonService(
+    service = TritonService(
         http_url=f"127.0.0.1:{http_port}",
         grpc_url=f"127.0.0.1:{grpc_port}",
         metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
-        process=process,
         models=models,
+        argv=argv,
+        env=env,
+        state_dir=state_dir,
+        timeout=timeout,
     )
+    service.start()
+    return service

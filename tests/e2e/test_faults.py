@@ -1,0 +1,222 @@
+"""Fault injection on the real services: Triton stopped, the broker restarted, a worker
+killed mid-stream, a decompression bomb. Nothing is lost; counts are checked exactly."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from projections.tables import DeadLetterRow, DetectionRow, Image
+from tests.conftest import new_camera_id, wait_for
+from tests.e2e.test_detection_pipeline import drop
+from tests.e2e.test_security_events import variant
+
+FAULT_ENV = {
+    "FILE_STABLE_S": "0.3",
+    "WATCH_INTERVAL_S": "0.25",
+    "RETRY_BASE_DELAY_S": "0.1",
+    "RETRY_MAX_DELAY_S": "0.3",
+    "CIRCUIT_BREAKER_FAILURE_THRESHOLD": "3",
+    "CIRCUIT_BREAKER_RECOVERY_TIMEOUT": "2",
+    "BATCH_IDLE_S": "3",
+    "BATCH_CHECK_INTERVAL_S": "0.5",
+}
+
+
+@pytest.fixture(scope="module")
+def camera_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("fault-cameras")
+
+
+@pytest.fixture(scope="module")
+def pipeline(stack, camera_root):
+    env = {"CAMERA_ROOT": str(camera_root), **FAULT_ENV}
+    handles = {
+        "env": env,
+        "worker": stack.start_app("worker", name="fault-worker", WORKER_ID="fault-worker", **env),
+        "projector": stack.start_app("projector", name="fault-projector", **env),
+    }
+    yield handles
+    handles["projector"].stop()
+    handles["worker"].stop()
+
+
+def image_states(engine, camera_id: str) -> dict[str, int]:
+    with Session(engine) as session:
+        rows = session.execute(
+            select(Image.status, func.count())
+            .where(Image.camera_id == camera_id)
+            .group_by(Image.status)
+        ).all()
+    return dict(rows)
+
+
+def letters(engine, camera_id: str, stage: str = "detection") -> list[DeadLetterRow]:
+    with Session(engine) as session:
+        return list(
+            session.scalars(
+                select(DeadLetterRow).where(
+                    DeadLetterRow.camera_id == camera_id, DeadLetterRow.stage == stage
+                )
+            )
+        )
+
+
+def detections_per_image(engine, camera_id: str) -> dict[str, int]:
+    with Session(engine) as session:
+        rows = session.execute(
+            select(DetectionRow.image_id, func.count())
+            .where(DetectionRow.camera_id == camera_id)
+            .group_by(DetectionRow.image_id)
+        ).all()
+    return dict(rows)
+
+
+def breaker(api_client, name: str) -> dict | None:
+    return api_client.get("/api/system/circuit-breakers").json()["circuit_breakers"].get(name)
+
+
+def test_triton_down_dead_letters_every_image_and_requeue_brings_each_back_once(
+    stack, pipeline, camera_root, api_client, engine, samples
+):
+    if stack.triton is None:
+        pytest.skip("Triton is external (TRITON_URL); the test cannot stop it")
+    camera_id = new_camera_id("tritondown")
+    count = 6
+    wait_for(lambda: breaker(api_client, "centernet"), timeout=60, what="a breaker report")
+    stack.triton.stop()
+    try:
+        for n in range(count):
+            drop(camera_root, camera_id, f"{n}.jpg", variant(samples, "bus.jpg", 100 + n))
+        dead = wait_for(
+            lambda: len(letters(engine, camera_id)) == count and letters(engine, camera_id),
+            timeout=120,
+            what="every image dead-lettered",
+        )
+        reasons = {letter.error_type for letter in dead}
+        assert reasons <= {"DetectorUnavailable", "CircuitOpen"}
+        assert "CircuitOpen" in reasons, "the breaker never opened"
+        assert breaker(api_client, "centernet")["state"] in {"open", "half_open"}
+    finally:
+        stack.triton.start()
+    assert image_states(engine, camera_id) == {"failed": count}
+    reply = api_client.post("/api/dlq/requeue-all/dlq:detection_queue")
+    assert reply.status_code == 200, reply.text
+    wait_for(
+        lambda: image_states(engine, camera_id) == {"detected": count},
+        timeout=120,
+        what="every image detected after the requeue",
+    )
+    per_image = detections_per_image(engine, camera_id)
+    assert len(per_image) == count
+    assert len(set(per_image.values())) == 1, "the same photo gave different detection counts"
+    assert letters(engine, camera_id) == [] or all(
+        letter.error_type in {"DetectorUnavailable", "CircuitOpen"}
+        for letter in letters(engine, camera_id)
+    )
+    listed = api_client.get("/api/dlq/jobs/dlq:detection_queue", params={"limit": 1000}).json()
+    assert not [j for j in listed["jobs"] if j["original_job"].get("camera_id") == camera_id]
+    wait_for(
+        lambda: breaker(api_client, "centernet")["state"] == "closed",
+        timeout=60,
+        what="the breaker to close again",
+    )
+
+
+def test_reset_command_closes_the_breaker_everywhere(pipeline, api_client):
+    reply = api_client.post("/api/system/circuit-breakers/centernet/reset")
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["state"] == "closed"
+    unknown = api_client.post("/api/system/circuit-breakers/no-such-model/reset")
+    assert unknown.status_code == 404
+    assert "centernet" in unknown.json()["detail"]
+
+
+def test_broker_restart_needs_no_manual_step(
+    stack, pipeline, camera_root, api_client, engine, samples
+):
+    if stack.kafka is None:
+        pytest.skip("Kafka is external (KAFKA_BOOTSTRAP_SERVERS); the test cannot restart it")
+    stack.kafka.restart()
+    camera_id = new_camera_id("kafkarestart")
+    drop(camera_root, camera_id, "bus.jpg", variant(samples, "bus.jpg", 200))
+    wait_for(
+        lambda: image_states(engine, camera_id) == {"detected": 1},
+        timeout=180,
+        what="a detection after the broker restart",
+    )
+    assert pipeline["worker"].alive() and pipeline["projector"].alive()
+    wait_for(
+        lambda: (
+            api_client.get("/api/system/health").json()["services"]["kafka"]["status"] == "healthy"
+        ),
+        timeout=60,
+        what="the API to see Kafka again",
+    )
+
+
+def test_worker_killed_mid_stream_detects_every_image_once(
+    stack, pipeline, camera_root, api_client, engine, samples
+):
+    camera_id = new_camera_id("sigkill")
+    count = 12
+    for n in range(count):
+        drop(camera_root, camera_id, f"{n}.jpg", variant(samples, "zidane.jpg", 300 + n))
+    wait_for(
+        lambda: image_states(engine, camera_id).get("detected", 0) >= 2,
+        timeout=120,
+        what="the first detections",
+    )
+    pipeline["worker"].kill()
+    pipeline["worker"] = stack.start_app(
+        "worker", name="fault-worker-2", WORKER_ID="fault-worker-2", **pipeline["env"]
+    )
+    wait_for(
+        lambda: image_states(engine, camera_id) == {"detected": count},
+        timeout=240,
+        what="every image detected after the restart",
+    )
+    per_image = detections_per_image(engine, camera_id)
+    assert len(per_image) == count and len(set(per_image.values())) == 1
+
+    def analysed():
+        batches = api_client.get("/api/batches", params={"camera_id": camera_id}).json()["batches"]
+        return batches if batches and all(b["event_id"] for b in batches) else None
+
+    batches = wait_for(analysed, timeout=240, what="every batch analysed")
+    assert sum(b["detection_count"] for b in batches) == sum(per_image.values())
+    events = api_client.get("/api/events", params={"camera_id": camera_id}).json()["events"]
+    assert sorted(e["batch_id"] for e in events) == sorted(b["batch_id"] for b in batches)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims `width` x `height` (the pixel data is a tiny stub)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_decompression_bomb_is_dead_lettered_unread(pipeline, camera_root, engine):
+    camera_id = new_camera_id("bomb")
+    drop(camera_root, camera_id, "huge.png", _png_header(60000, 60000))
+    [letter] = wait_for(lambda: letters(engine, camera_id), timeout=60, what="the dead letter")
+    assert letter.error_type == "InvalidImage"
+    assert "image too large: 60000x60000" in letter.error
+    assert letter.attempt_count == 1
