@@ -17,6 +17,7 @@ from projections.tables import (
     AuditRow,
     BatchMember,
     BatchRow,
+    DeadLetterAction,
     DeadLetterRow,
     DetectionRow,
     EnrichmentRow,
@@ -31,6 +32,7 @@ from schemas.dead_letters import DeadLettered
 from schemas.detections import DetectionsProduced
 from schemas.enrichments import DetectionsEnriched, Enrichment, EnrichmentReprocessed
 from schemas.images import ImageReceived
+from schemas.system import DeadLetterRequeued, DeadLettersCleared
 
 Handler = Callable[[Any, Session], None]
 
@@ -144,6 +146,41 @@ def dead_lettered(event: DeadLettered, session: Session) -> None:
             .where(BatchRow.batch_id == batch_id, BatchRow.event_id.is_(None))
             .values(status="failed", error=reason)
         )
+
+
+# A letter keeps the first action applied to it; with either one it has left its queue.
+def dead_letter_requeued(event: DeadLetterRequeued, session: Session) -> None:
+    session.execute(
+        insert(DeadLetterAction)
+        .values(
+            dead_letter_id=event.dead_letter_id,
+            action="requeued",
+            stage=event.stage,
+            at=event.occurred_at,
+            requeued_partition=event.requeued_partition,
+            requeued_offset=event.requeued_offset,
+        )
+        .on_conflict_do_nothing(index_elements=[DeadLetterAction.dead_letter_id])
+    )
+
+
+def dead_letters_cleared(event: DeadLettersCleared, session: Session) -> None:
+    if not event.dead_letter_ids:
+        return
+    session.execute(
+        insert(DeadLetterAction).on_conflict_do_nothing(
+            index_elements=[DeadLetterAction.dead_letter_id]
+        ),
+        [
+            {
+                "dead_letter_id": dead_letter_id,
+                "action": "cleared",
+                "stage": event.stage,
+                "at": event.occurred_at,
+            }
+            for dead_letter_id in event.dead_letter_ids
+        ],
+    )
 
 
 def _enrichment_values(
@@ -378,6 +415,8 @@ HANDLERS: dict[type, list[Handler]] = {
     ImageReceived: [image_received],
     DetectionsProduced: [detections_produced],
     DeadLettered: [dead_lettered],
+    DeadLetterRequeued: [dead_letter_requeued],
+    DeadLettersCleared: [dead_letters_cleared],
     DetectionsEnriched: [detections_enriched],
     EnrichmentReprocessed: [enrichment_reprocessed],
     BatchOpened: [batch_opened],
