@@ -39,12 +39,11 @@ class CommandNotDelivered(HTTPException):
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One message to produce; `what` names it in errors (an event type, a dead letter)."""
+    """One message to produce, already encoded."""
 
     topic: str
     key: str | None
     value: bytes
-    what: str
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ def outgoing(topic: TopicSpec, key: str | None, message: Message) -> Outgoing:
     """A message for `topic`, refused when the topic does not carry its type."""
     if not isinstance(message, topic.value_types):
         raise TypeError(f"{type(message).__name__} is not carried by {topic.name}")
-    return Outgoing(topic.name, key, encode(message), message.event_type)
+    return Outgoing(topic.name, key, encode(message))
 
 
 class CommandSender:
