@@ -98,7 +98,7 @@ def _wait_until_gone(session: Session, dead_letter_ids: list[str], wait_s: float
         time.sleep(0.1)
 
 
-def _requeue(sender: CommandSender, queue: Queue, letters: list[DeadLetterRow]) -> list[str]:
+def requeue_letters(sender: CommandSender, queue: Queue, letters: list[DeadLetterRow]) -> list[str]:
     """Produce each original to its source topic, then record where it went; the ids requeued."""
     sent = sender.deliver(
         [
@@ -166,8 +166,7 @@ def _requeue_outcome(
 
 
 def _requeued_message(queue: Queue, count: int) -> str:
-    letters = "letter" if count == 1 else "letters"
-    return f"requeued {count} {letters} of {queue.name} to their source topics"
+    return f"requeued {count} {'letter' if count == 1 else 'letters'} of {queue.name}"
 
 
 def requeue_oldest(
@@ -182,7 +181,7 @@ def requeue_oldest(
         reason = why_not_requeueable(letters[0])
         if reason is not None:
             raise NotRequeueable(queue, letters[0], reason)
-        requeued = _requeue(sender, queue, letters)
+        requeued = requeue_letters(sender, queue, letters)
         shown = _wait_until_gone(session, requeued, wait_s)
     return _requeue_outcome(session, queue, requeued, shown, _requeued_message(queue, 1)), shown
 
@@ -198,7 +197,7 @@ def requeue_all(
     """Requeue up to `limit` oldest letters that can be; the others stay for a clear."""
     with queue_lock(session.get_bind(), queue.stage):
         letters = oldest_pending(session, queue.stage, limit, requeueable_only=True)
-        requeued = _requeue(sender, queue, letters) if letters else []
+        requeued = requeue_letters(sender, queue, letters) if letters else []
         shown = _wait_until_gone(session, requeued, wait_s)
     message = _requeued_message(queue, len(requeued))
     return _requeue_outcome(session, queue, requeued, shown, message), shown

@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from api.dead_letters import cleared_events, requeue_value
+from api.commands import Delivered, NotDelivered, Outgoing
+from api.dead_letters import DeliveryIncomplete, cleared_events, requeue_letters, requeue_value
 from api.queries.dlq import QUEUES, why_not_requeueable
 from projections.tables import DeadLetterRow
 from schemas.codec import decode, encode
-from schemas.topics import IMAGES
+from schemas.topics import DLQ_DETECTION, IMAGES
 from tests.unit.test_codec import _image
 
 
@@ -77,3 +78,69 @@ def test_queue_names_follow_the_spec():
         "enrichment_queue",
         "analysis_queue",
     ]
+
+
+class FakeSender:
+    """Keeps what it is given; refuses messages with a key in `refuse` or on `refuse_topic`."""
+
+    def __init__(self, refuse: tuple[str, ...] = (), refuse_topic: str = "") -> None:
+        self.stored: list[Outgoing] = []
+        self.refuse = refuse
+        self.refuse_topic = refuse_topic
+
+    def deliver(self, messages: list[Outgoing]) -> list[Delivered | NotDelivered]:
+        results: list[Delivered | NotDelivered] = []
+        for message in messages:
+            if message.key in self.refuse or message.topic == self.refuse_topic:
+                results.append(NotDelivered("Local: Message timed out"))
+            else:
+                self.stored.append(message)
+                results.append(Delivered(partition=1, offset=len(self.stored) - 1))
+        return results
+
+
+DETECTION_QUEUE = QUEUES["dlq:detection_queue"]
+
+
+def _image_letters(*cameras: str) -> list[DeadLetterRow]:
+    return [
+        _letter(
+            dead_letter_id=f"letter-{camera}",
+            camera_id=camera,
+            original=json.loads(encode(_image(camera_id=camera))),
+        )
+        for camera in cameras
+    ]
+
+
+def test_requeue_sends_originals_then_records_where_each_went():
+    sender = FakeSender()
+    letters = _image_letters("a", "b")
+    assert requeue_letters(sender, DETECTION_QUEUE, letters) == ["letter-a", "letter-b"]
+    originals, records = sender.stored[:2], sender.stored[2:]
+    assert [(m.topic, m.key) for m in originals] == [(IMAGES.name, "a"), (IMAGES.name, "b")]
+    assert [decode(IMAGES, m.value).camera_id for m in originals] == ["a", "b"]
+    requeued = [decode(DLQ_DETECTION, m.value) for m in records]
+    assert [(m.topic, m.key) for m in records] == [(DLQ_DETECTION.name, c) for c in "ab"]
+    assert [(r.dead_letter_id, r.requeued_partition, r.requeued_offset) for r in requeued] == [
+        ("letter-a", 1, 0),
+        ("letter-b", 1, 1),
+    ]
+
+
+def test_requeue_records_only_what_kafka_took_and_says_what_it_refused():
+    sender = FakeSender(refuse=("b",))
+    with pytest.raises(DeliveryIncomplete) as raised:
+        requeue_letters(sender, DETECTION_QUEUE, _image_letters("a", "b", "c"))
+    assert raised.value.status_code == 503
+    assert "1 were not acknowledged on their source topic" in raised.value.detail
+    records = [decode(DLQ_DETECTION, m.value) for m in sender.stored if m.topic != IMAGES.name]
+    assert [r.dead_letter_id for r in records] == ["letter-a", "letter-c"]
+
+
+def test_requeue_warns_when_the_requeue_was_not_recorded():
+    sender = FakeSender(refuse_topic=DLQ_DETECTION.name)
+    with pytest.raises(DeliveryIncomplete) as raised:
+        requeue_letters(sender, DETECTION_QUEUE, _image_letters("a"))
+    assert "DeadLetterRequeued was not acknowledged" in raised.value.detail
+    assert "another requeue would send them again" in raised.value.detail
