@@ -3,7 +3,8 @@
 Both act on the letters the read model shows pending, produce through the CommandSender,
 and then wait (bounded) until the projection shows those letters gone (read-your-writes).
 One request at a time works on a queue, across API replicas (a Postgres advisory lock), so
-two calls never requeue the same letter twice.
+two calls do not pick the same letters. A call that answered 202 is the exception: its
+letters show pending until projected, and a call meanwhile would requeue them again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from fastapi import HTTPException
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.commands import CommandSender, Delivered, NotDelivered, Outgoing, outgoing
@@ -74,28 +75,26 @@ def cleared_events(
 
 
 @contextmanager
-def queue_lock(engine: Engine, stage: Stage) -> Iterator[None]:
-    """Hold the queue's advisory lock (a session lock on a connection of its own)."""
-    key = func.hashtext(f"vigil.dlq.{stage}")
-    with engine.connect() as connection:
-        connection.execute(select(func.pg_advisory_lock(key)))
-        connection.commit()
-        try:
-            yield
-        finally:
-            connection.execute(select(func.pg_advisory_unlock(key)))
-            connection.commit()
+def queue_lock(session: Session, stage: Stage) -> Iterator[None]:
+    """Hold the queue's advisory lock for the session's transaction, which ends with the block.
+
+    One connection per request, and the lock goes with the transaction whatever happens.
+    """
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"vigil.dlq.{stage}"))))
+    try:
+        yield
+    finally:
+        session.rollback()
 
 
 def _wait_until_gone(session: Session, dead_letter_ids: list[str], wait_s: float) -> bool:
+    # Read committed (Postgres' default): each query sees what the projector committed since.
     deadline = time.monotonic() + wait_s
-    while True:
-        session.rollback()  # end the transaction: each poll reads what is committed now
-        if still_pending(session, dead_letter_ids) == 0:
-            return True
+    while still_pending(session, dead_letter_ids):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.1)
+    return True
 
 
 def requeue_letters(sender: CommandSender, queue: Queue, letters: list[DeadLetterRow]) -> list[str]:
@@ -173,7 +172,7 @@ def requeue_oldest(
     session: Session, sender: CommandSender, queue: Queue, *, wait_s: float
 ) -> tuple[DLQRequeueOutcome, bool]:
     """Requeue the queue's oldest letter; the outcome, and whether the read model shows it."""
-    with queue_lock(session.get_bind(), queue.stage):
+    with queue_lock(session, queue.stage):
         letters = oldest_pending(session, queue.stage, 1)
         if not letters:
             message = f"queue {queue.name} is empty: nothing to requeue"
@@ -195,7 +194,7 @@ def requeue_all(
     limit: int = REQUEUE_ALL_LIMIT,
 ) -> tuple[DLQRequeueOutcome, bool]:
     """Requeue up to `limit` oldest letters that can be; the others stay for a clear."""
-    with queue_lock(session.get_bind(), queue.stage):
+    with queue_lock(session, queue.stage):
         letters = oldest_pending(session, queue.stage, limit, requeueable_only=True)
         requeued = requeue_letters(sender, queue, letters) if letters else []
         shown = _wait_until_gone(session, requeued, wait_s)
@@ -207,7 +206,7 @@ def clear_queue(
     session: Session, sender: CommandSender, queue: Queue, *, wait_s: float
 ) -> tuple[DLQClearOutcome, bool]:
     """Clear every pending letter of the queue; the outcome, and whether the read model shows it."""
-    with queue_lock(session.get_bind(), queue.stage):
+    with queue_lock(session, queue.stage):
         events = cleared_events(queue.stage, pending_ids(session, queue.stage))
         if not events:
             return DLQClearOutcome(

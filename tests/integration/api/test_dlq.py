@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
@@ -69,8 +70,11 @@ def projector(stack, engine) -> Iterator[str]:
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
 
     def caught_up() -> bool:
-        with Session(engine) as session:
-            lag = projector_lag(admin, session, group, list(DEAD_LETTER_TOPICS.values()))
+        try:
+            with Session(engine) as session:
+                lag = projector_lag(admin, session, group, list(DEAD_LETTER_TOPICS.values()))
+        except KafkaException:  # topics just created: no leader for a partition yet
+            return False
         return not any(lag.values())
 
     try:
@@ -454,6 +458,19 @@ def test_requeue_all_skips_letters_it_cannot_send(api_client, engine, producer):
     assert (body["requeued"], body["dead_letter_ids"]) == (2, _ids(good))
     assert (body["remaining"], body["not_requeueable"]) == (2, 2)
     assert _pending(api_client, ENRICHMENT) == _ids([text_letter, sourceless])
+
+
+def test_concurrent_requeues_take_different_letters(api_client, engine, producer):
+    _empty(api_client, DETECTION)
+    camera = new_camera_id("dlq")
+    ids = seed(producer, engine, *(image_letter(camera, m)[0] for m in range(3)))
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        replies = list(
+            pool.map(lambda _: api_client.post(f"/api/dlq/requeue/{DETECTION}"), range(3))
+        )
+    taken = [i for reply in replies for i in _ok(reply)["dead_letter_ids"]]
+    assert sorted(taken) == sorted(ids)
+    assert _pending(api_client, DETECTION) == []
 
 
 @pytest.mark.parametrize(
