@@ -3,7 +3,8 @@
 Dead letters are real DeadLettered events on the dead-letter topics (originals: a real
 ImageReceived, DetectionsProduced or BatchClosed). Requeue and clear act on the oldest
 letters of a whole queue, so a test that needs to know the whole queue empties it first
-(through the API); letters of other tests are only ever read through camera ids or ids.
+(through the API). That clears whatever earlier modules left pending too: it changes their
+letters' DLQ view only, which nothing but this module reads.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import json
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
@@ -25,16 +25,22 @@ from sqlalchemy.orm import Session
 from api.queries.dlq import QUEUES, list_jobs
 from api.queries.health import projector_lag
 from projections.db import make_engine, migrate
-from projections.tables import DeadLetterAction, DeadLetterRow
+from projections.tables import DeadLetterAction
 from schemas.codec import decode, encode
-from schemas.dead_letters import DeadLettered, Stage
-from schemas.envelope import Message
-from schemas.system import DeadLetterRequeued, DeadLettersCleared
-from schemas.topics import BATCHES, DEAD_LETTER_TOPICS, DETECTIONS, IMAGES, TopicSpec
-from streams.dead_letters import dead_letter
-from tests.conftest import new_camera_id, publish, wait_for
-from tests.integration.api.seeding import TopicWatcher, apply, closed, opened
-from tests.integration.test_projection_handlers import detections_event, image_event
+from schemas.system import DeadLettersCleared
+from schemas.topics import BATCHES, DEAD_LETTER_TOPICS, IMAGES, TopicSpec
+from tests.conftest import new_camera_id, wait_for
+from tests.integration.api.dlq_seeding import (
+    batch_letter,
+    collect,
+    detections_letter,
+    ids_of,
+    image_letter,
+    read_back,
+    seed,
+    unrequeueable_letter,
+)
+from tests.integration.api.seeding import TopicWatcher, apply
 from tests.unit.test_dlq import FakeSender
 
 pytestmark = pytest.mark.usefixtures("projector")
@@ -42,8 +48,6 @@ pytestmark = pytest.mark.usefixtures("projector")
 DETECTION = "dlq:detection_queue"
 ENRICHMENT = "dlq:enrichment_queue"
 ANALYSIS = "dlq:analysis_queue"
-# Older than any letter the pipeline writes while the suite runs.
-BASE = datetime(2001, 1, 1, tzinfo=UTC)
 JOB_KEYS = {
     "original_job",
     "original_encoding",
@@ -84,97 +88,6 @@ def projector(stack, engine) -> Iterator[str]:
         process.stop()
 
 
-# --- letters ------------------------------------------------------------------------------
-
-
-def _letter(
-    stage: Stage,
-    camera_id: str | None,
-    minute: int,
-    *,
-    raw: bytes,
-    source: TopicSpec | None,
-    error: BaseException,
-) -> DeadLettered:
-    failed = BASE + timedelta(minutes=minute)
-    return dead_letter(
-        stage=stage,
-        raw=raw,
-        error=error,
-        producer="test",
-        source_topic=source.name if source else None,
-        source_partition=0 if source else None,
-        source_offset=minute if source else None,
-        camera_id=camera_id,
-        attempt_count=3,
-        first_failed_at=failed,
-        last_failed_at=failed + timedelta(seconds=10),
-    )
-
-
-def image_letter(camera_id: str, minute: int) -> tuple[DeadLettered, Message]:
-    image = image_event(camera_id, digest=uuid.uuid4().hex * 2)
-    error = TimeoutError("detector service unavailable")
-    letter = _letter("detection", camera_id, minute, raw=encode(image), source=IMAGES, error=error)
-    return letter, image
-
-
-def detections_letter(camera_id: str, minute: int) -> tuple[DeadLettered, Message]:
-    produced = detections_event(image_event(camera_id, uuid.uuid4().hex * 2), ["person"])
-    error = ConnectionRefusedError("vision model unavailable")
-    letter = _letter(
-        "enrichment", camera_id, minute, raw=encode(produced), source=DETECTIONS, error=error
-    )
-    return letter, produced
-
-
-def batch_letter(camera_id: str, minute: int) -> tuple[DeadLettered, Message]:
-    batch = closed(opened(camera_id, BASE + timedelta(minutes=minute)), [], "idle_timeout", 30)
-    error = TimeoutError("nemotron did not answer")
-    letter = _letter("analysis", camera_id, minute, raw=encode(batch), source=BATCHES, error=error)
-    return letter, batch
-
-
-def unrequeueable_letter(kind: str, stage: Stage, camera_id: str, minute: int) -> DeadLettered:
-    """A letter no requeue takes: its original was not JSON, or it has no Vigil topic."""
-    if kind == "text":
-        return _letter(
-            stage, camera_id, minute, raw=b"not json", source=IMAGES, error=ValueError("not JSON")
-        )
-    if kind == "base64":
-        return _letter(
-            stage, camera_id, minute, raw=b"\xff\xd8", source=IMAGES, error=ValueError("binary")
-        )
-    if kind == "sourceless":
-        outside = json.dumps({"camera_id": None, "file_path": "/etc/passwd"}).encode()
-        error = PermissionError("path outside the camera root")
-        return _letter(stage, None, minute, raw=outside, source=None, error=error)
-    event = json.dumps({"event_type": "Elsewhere"}).encode()
-    letter = _letter(stage, camera_id, minute, raw=event, source=IMAGES, error=ValueError("?"))
-    return letter.model_copy(update={"source_topic": "someone.elses.topic"})
-
-
-def _ids(letters: list[DeadLettered]) -> list[str]:
-    return [str(letter.event_id) for letter in letters]
-
-
-def _stored(engine: Engine, ids: list[str]) -> bool:
-    with Session(engine) as session:
-        found = session.scalars(
-            select(DeadLetterRow.dead_letter_id).where(DeadLetterRow.dead_letter_id.in_(ids))
-        ).all()
-    return len(found) == len(ids)
-
-
-def seed(producer, engine, *letters: DeadLettered) -> list[str]:
-    """Publish the letters to their dead-letter topics and wait until they are projected."""
-    for letter in letters:
-        publish(producer, DEAD_LETTER_TOPICS[letter.stage].name, letter.camera_id, encode(letter))
-    ids = _ids(list(letters))
-    wait_for(lambda: _stored(engine, ids), timeout=30, what=f"{len(ids)} letters projected")
-    return ids
-
-
 # --- API helpers --------------------------------------------------------------------------
 
 
@@ -206,34 +119,11 @@ def _action(engine: Engine, dead_letter_id: str) -> DeadLetterAction | None:
         return session.get(DeadLetterAction, dead_letter_id)
 
 
-def _read_back(bootstrap: str, topic: str, partition: int, offset: int) -> tuple[str, bytes]:
-    """Key and value of one message, read at its offset (no subscription, nothing committed)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.assign([TopicPartition(topic, partition, offset)])
-
-    def next_message():
-        message = consumer.poll(0.5)
-        return message if message is not None and not message.error() else None
-
-    try:
-        message = wait_for(next_message, timeout=15, what=f"{topic}[{partition}]@{offset}")
-    finally:
-        consumer.close()
-    assert message.offset() == offset
-    return message.key().decode(), message.value()
-
-
 def _requeued_as(stack, engine, dead_letter_id: str, topic: TopicSpec) -> tuple[str, Any]:
     """Where the projection says the letter went, read back and decoded."""
     action = _action(engine, dead_letter_id)
     assert action is not None and action.action == "requeued"
-    key, value = _read_back(
+    key, value = read_back(
         stack.kafka_bootstrap, topic.name, action.requeued_partition, action.requeued_offset
     )
     return key, decode(topic, value)
@@ -272,7 +162,7 @@ def test_list_jobs_oldest_first_with_every_field(api_client, engine, producer):
     seed(producer, engine, late, oldest, middle)
     body = _jobs(api_client, DETECTION)
     assert (body["queue_name"], body["count"]) == (DETECTION, 3)
-    assert [j["dead_letter_id"] for j in body["jobs"]] == _ids([oldest, middle, late])
+    assert [j["dead_letter_id"] for j in body["jobs"]] == ids_of([oldest, middle, late])
     assert all(set(job) == JOB_KEYS for job in body["jobs"])
     assert body["jobs"][0] == {
         "original_job": json.loads(encode(image)),
@@ -369,7 +259,7 @@ def test_requeue_sends_the_oldest_letter_back_to_its_topic(api_client, engine, p
         "message": f"requeued 1 letter of {DETECTION}",
     }
     assert _requeued_as(stack, engine, str(oldest.event_id), IMAGES) == (first, image)
-    assert _pending(api_client, DETECTION) == _ids([middle, late])
+    assert _pending(api_client, DETECTION) == ids_of([middle, late])
     after = _stats(api_client)
     assert after["detection_queue_count"] == before["detection_queue_count"] - 1
     assert after["total_count"] == before["total_count"] - 1
@@ -408,7 +298,7 @@ def test_requeue_refuses_a_letter_it_cannot_send(api_client, engine, producer, k
         f"the oldest letter of {DETECTION} ({bad.event_id}) cannot be requeued: {reason}"
     )
     assert detail.endswith(". Clear the queue to drop it; requeue-all skips it.")
-    assert _pending(api_client, DETECTION) == _ids([bad, good])
+    assert _pending(api_client, DETECTION) == ids_of([bad, good])
     assert _action(engine, str(bad.event_id)) is None
 
 
@@ -455,9 +345,9 @@ def test_requeue_all_skips_letters_it_cannot_send(api_client, engine, producer):
     good = [detections_letter(camera, m)[0] for m in (1, 2)]
     seed(producer, engine, text_letter, *good, sourceless)
     body = _ok(api_client.post(f"/api/dlq/requeue-all/{ENRICHMENT}"))
-    assert (body["requeued"], body["dead_letter_ids"]) == (2, _ids(good))
+    assert (body["requeued"], body["dead_letter_ids"]) == (2, ids_of(good))
     assert (body["remaining"], body["not_requeueable"]) == (2, 2)
-    assert _pending(api_client, ENRICHMENT) == _ids([text_letter, sourceless])
+    assert _pending(api_client, ENRICHMENT) == ids_of([text_letter, sourceless])
 
 
 def test_concurrent_requeues_take_different_letters(api_client, engine, producer):
@@ -500,19 +390,6 @@ def test_answers_202_when_the_queue_does_not_show_it_in_time(
 # --- clear --------------------------------------------------------------------------------
 
 
-def _collect(watcher: TopicWatcher, ids: set[str], count: int) -> list[tuple[str | None, Any]]:
-    """The next `count` messages on the watched topic that are about these letters."""
-
-    def about(event: Any) -> bool:
-        if isinstance(event, DeadLettered):
-            return str(event.event_id) in ids
-        if isinstance(event, DeadLetterRequeued):
-            return event.dead_letter_id in ids
-        return bool(ids & set(event.dead_letter_ids))
-
-    return [watcher.find(about) for _ in range(count)]
-
-
 def test_clear_empties_the_queue_with_one_event_per_camera(api_client, engine, producer, stack):
     _empty(api_client, ENRICHMENT)
     watcher = TopicWatcher(stack.kafka_bootstrap, DEAD_LETTER_TOPICS["enrichment"])
@@ -526,8 +403,8 @@ def test_clear_empties_the_queue_with_one_event_per_camera(api_client, engine, p
     seed(producer, engine, *letters)
     try:
         body = _ok(api_client.delete(f"/api/dlq/{ENRICHMENT}"))
-        ids = _ids(letters)
-        events = _collect(watcher, set(ids), len(letters) + 3)
+        ids = ids_of(letters)
+        events = collect(watcher, set(ids), len(letters) + 3)
     finally:
         watcher.close()
     assert body == {
@@ -594,7 +471,7 @@ def test_replay_in_any_order_gives_the_same_queue(
         _ok(api_client.post(f"/api/dlq/requeue/{DETECTION}"))  # the first camera's again
         letters = early + later
         # four letters, two requeued, one cleared
-        events = [event for _, event in _collect(watcher, set(_ids(letters)), 7)]
+        events = [event for _, event in collect(watcher, set(ids_of(letters)), 7)]
     finally:
         watcher.close()
     pending = _pending(api_client, DETECTION)
