@@ -7,9 +7,11 @@ for the projection to show it (read-your-writes).
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from fastapi import HTTPException
@@ -29,15 +31,43 @@ from schemas.topics import BATCH_COMMANDS, ENRICHMENT_COMMANDS, TopicSpec
 class CommandNotDelivered(HTTPException):
     """Kafka did not acknowledge a command in time: the caller may retry."""
 
-    def __init__(self, message: Message, topic: TopicSpec, reason: str) -> None:
+    def __init__(self, what: str, topic: str, reason: str) -> None:
         super().__init__(
-            status_code=503,
-            detail=f"{message.event_type} was not acknowledged by Kafka on {topic.name}: {reason}",
+            status_code=503, detail=f"{what} was not acknowledged by Kafka on {topic}: {reason}"
         )
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to produce, already encoded."""
+
+    topic: str
+    key: str | None
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """Where the broker stored a message."""
+
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class NotDelivered:
+    reason: str
+
+
+def outgoing(topic: TopicSpec, key: str | None, message: Message) -> Outgoing:
+    """A message for `topic`, refused when the topic does not carry its type."""
+    if not isinstance(message, topic.value_types):
+        raise TypeError(f"{type(message).__name__} is not carried by {topic.name}")
+    return Outgoing(topic.name, key, encode(message))
+
+
 class CommandSender:
-    """Produces commands (from any thread) and returns only once the broker has each one."""
+    """Produces messages (from any thread) and returns only once the broker has answered."""
 
     def __init__(self, producer: Producer, ack_timeout_s: float) -> None:
         self._producer = producer
@@ -57,30 +87,46 @@ class CommandSender:
         )
         return cls(producer, ack_timeout_s)
 
-    def send(self, topic: TopicSpec, key: str, message: Message) -> None:
-        if not isinstance(message, topic.value_types):
-            raise TypeError(f"{type(message).__name__} is not carried by {topic.name}")
-        done = threading.Event()
-        errors: list[KafkaError | None] = []
+    def send(self, topic: TopicSpec, key: str | None, message: Message) -> Delivered:
+        """Produce one message; raises CommandNotDelivered unless the broker stored it."""
+        [result] = self.deliver([outgoing(topic, key, message)])
+        if isinstance(result, NotDelivered):
+            raise CommandNotDelivered(message.event_type, topic.name, result.reason)
+        return result
 
-        def on_delivery(error: KafkaError | None, _delivered: object) -> None:
-            errors.append(error)
-            done.set()
+    def deliver(self, messages: Sequence[Outgoing]) -> list[Delivered | NotDelivered]:
+        """Produce every message, then wait for the broker's answer to each, in order.
 
-        try:
-            self._producer.produce(
-                topic.name, key=key.encode(), value=encode(message), on_delivery=on_delivery
-            )
-        except (BufferError, KafkaException) as exc:
-            raise CommandNotDelivered(message, topic, str(exc)) from exc
+        Never raises for a message the broker refused: the caller sees which ones went.
+        """
+        results: list[Delivered | NotDelivered | None] = [None] * len(messages)
+
+        def on_delivery(index: int) -> Callable[[KafkaError | None, Any], None]:
+            def record(error: KafkaError | None, stored: Any) -> None:
+                results[index] = (
+                    NotDelivered(error.str())
+                    if error is not None
+                    else Delivered(stored.partition(), stored.offset())
+                )
+
+            return record
+
+        for index, message in enumerate(messages):
+            try:
+                self._producer.produce(
+                    message.topic,
+                    key=message.key.encode() if message.key is not None else None,
+                    value=message.value,
+                    on_delivery=on_delivery(index),
+                )
+            except (BufferError, KafkaException) as exc:
+                results[index] = NotDelivered(str(exc))
         # A little longer than message.timeout.ms, so librdkafka's own verdict arrives.
         deadline = time.monotonic() + self._ack_timeout_s + 1.0
-        while not done.is_set() and (left := deadline - time.monotonic()) > 0:
+        while None in results and (left := deadline - time.monotonic()) > 0:
             self._producer.poll(min(left, 0.1))
-        if not done.is_set():
-            raise CommandNotDelivered(message, topic, f"no answer within {self._ack_timeout_s}s")
-        if errors[0] is not None:
-            raise CommandNotDelivered(message, topic, errors[0].str())
+        unanswered = NotDelivered(f"no answer within {self._ack_timeout_s}s")
+        return [result if result is not None else unanswered for result in results]
 
     def close(self) -> None:
         # Bounded: anything still queued expires after message.timeout.ms anyway.

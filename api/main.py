@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.broadcast import SecurityEventFeed
-from api.routes import batches, detections, enrichment, events, system, ws
+from api.routes import batches, detections, dlq, enrichment, events, system, ws
 from api.services import Services
 from vigil.settings import Settings, get_settings
 
@@ -42,5 +42,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(batches.router)
     app.include_router(enrichment.router)
+    app.include_router(dlq.router)
     app.include_router(ws.router)
     return app

@@ -261,3 +261,59 @@ class BreakerResetOut(BaseModel):
     status: Literal["reset", "queued"]
     state: Literal["closed", "open", "half_open"]
     message: str
+
+
+# --- dead letter queues -------------------------------------------------------------------
+
+
+class DLQStats(BaseModel):
+    """Pending letters per queue: neither requeued nor cleared."""
+
+    detection_queue_count: int
+    enrichment_queue_count: int
+    analysis_queue_count: int
+    total_count: int
+
+
+class DLQJob(BaseModel):
+    # The original message: its JSON, or its text / base64 when it was not JSON.
+    original_job: Any
+    original_encoding: Literal["json", "text", "base64"]
+    # "<error_type>: <error>"
+    error: str
+    error_type: str
+    attempt_count: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+    queue_name: str
+    dead_letter_id: str
+    camera_id: str | None
+    # None for input refused before it reached a topic: such a letter cannot be requeued.
+    source_topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    context: dict[str, Any] | None
+
+
+class DLQJobList(BaseModel):
+    queue_name: str
+    jobs: list[DLQJob]
+    # Every pending letter of the queue, not only this page.
+    count: int
+
+
+class DLQRequeueOutcome(BaseModel):
+    queue_name: str
+    requeued: int
+    dead_letter_ids: list[str]
+    # Letters still pending in the queue after this call.
+    remaining: int
+    # Of those, the ones no requeue takes (not JSON, or no source topic): clear them instead.
+    not_requeueable: int
+    message: str
+
+
+class DLQClearOutcome(BaseModel):
+    queue_name: str
+    cleared: int
+    message: str

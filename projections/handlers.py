@@ -18,6 +18,7 @@ from projections.tables import (
     BatchMember,
     BatchRow,
     CircuitBreakerRow,
+    DeadLetterAction,
     DeadLetterRow,
     DetectionRow,
     EnrichmentRow,
@@ -33,6 +34,7 @@ from schemas.detections import DetectionsProduced
 from schemas.enrichments import DetectionsEnriched, Enrichment, EnrichmentReprocessed
 from schemas.images import ImageReceived
 from schemas.system import CircuitBreakerChanged
+from schemas.system import DeadLetterRequeued, DeadLettersCleared
 
 Handler = Callable[[Any, Session], None]
 
@@ -146,6 +148,41 @@ def dead_lettered(event: DeadLettered, session: Session) -> None:
             .where(BatchRow.batch_id == batch_id, BatchRow.event_id.is_(None))
             .values(status="failed", error=reason)
         )
+
+
+# A letter keeps the first action applied to it; with either one it has left its queue.
+def dead_letter_requeued(event: DeadLetterRequeued, session: Session) -> None:
+    session.execute(
+        insert(DeadLetterAction)
+        .values(
+            dead_letter_id=event.dead_letter_id,
+            action="requeued",
+            stage=event.stage,
+            at=event.occurred_at,
+            requeued_partition=event.requeued_partition,
+            requeued_offset=event.requeued_offset,
+        )
+        .on_conflict_do_nothing(index_elements=[DeadLetterAction.dead_letter_id])
+    )
+
+
+def dead_letters_cleared(event: DeadLettersCleared, session: Session) -> None:
+    if not event.dead_letter_ids:
+        return
+    session.execute(
+        insert(DeadLetterAction).on_conflict_do_nothing(
+            index_elements=[DeadLetterAction.dead_letter_id]
+        ),
+        [
+            {
+                "dead_letter_id": dead_letter_id,
+                "action": "cleared",
+                "stage": event.stage,
+                "at": event.occurred_at,
+            }
+            for dead_letter_id in event.dead_letter_ids
+        ],
+    )
 
 
 def _enrichment_values(
@@ -398,6 +435,8 @@ HANDLERS: dict[type, list[Handler]] = {
     ImageReceived: [image_received],
     DetectionsProduced: [detections_produced],
     DeadLettered: [dead_lettered],
+    DeadLetterRequeued: [dead_letter_requeued],
+    DeadLettersCleared: [dead_letters_cleared],
     DetectionsEnriched: [detections_enriched],
     EnrichmentReprocessed: [enrichment_reprocessed],
     BatchOpened: [batch_opened],

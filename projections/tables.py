@@ -131,6 +131,25 @@ class DeadLetterRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class DeadLetterAction(Base):
+    """What became of a dead letter. A letter without an action is pending in its queue.
+
+    No foreign key to dead_letters: an action may be projected before its letter (another
+    partition), and the pending set comes out the same in any order.
+    """
+
+    __tablename__ = "dead_letter_actions"
+
+    dead_letter_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # requeued | cleared
+    action: Mapped[str] = mapped_column(String(16))
+    stage: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Where the requeued original went on its source topic.
+    requeued_partition: Mapped[int | None] = mapped_column(Integer)
+    requeued_offset: Mapped[int | None] = mapped_column(BigInteger)
+
+
 class BatchRow(Base):
     __tablename__ = "batches"
 

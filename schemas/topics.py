@@ -14,12 +14,17 @@ from pydantic import Field, TypeAdapter
 
 from schemas.analysis import ModelCallAudited, PromptConfigured, SecurityEventRecorded
 from schemas.batches import BatchClosed, BatchOpened, DetectionsBatched, FlushBatch
-from schemas.dead_letters import DeadLettered
+from schemas.dead_letters import DeadLettered, Stage
 from schemas.detections import DetectionsProduced
 from schemas.enrichments import DetectionsEnriched, EnrichmentReprocessed, ReprocessEnrichment
 from schemas.envelope import Message
 from schemas.images import ImageReceived
-from schemas.system import CircuitBreakerChanged, ResetCircuitBreaker
+from schemas.system import (
+    CircuitBreakerChanged,
+    DeadLetterRequeued,
+    DeadLettersCleared,
+    ResetCircuitBreaker,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +44,13 @@ class TopicSpec:
         return TypeAdapter(Annotated[union, Field(discriminator="event_type")])
 
 
+# A dead-letter topic carries the letters and what became of them (requeued, cleared).
+DEAD_LETTER_EVENTS: tuple[type[Message], ...] = (
+    DeadLettered,
+    DeadLetterRequeued,
+    DeadLettersCleared,
+)
+
 IMAGES = TopicSpec(
     name="vigil.images",
     key="camera_id",
@@ -54,8 +66,10 @@ DETECTIONS = TopicSpec(
 DLQ_DETECTION = TopicSpec(
     name="vigil.dlq.detection",
     key="camera_id",
-    value_types=(DeadLettered,),
-    description="Images the detection stage gave up on, with the reason.",
+    value_types=DEAD_LETTER_EVENTS,
+    description=(
+        "Images the detection stage gave up on, with the reason; then requeued or cleared."
+    ),
 )
 
 ENRICHMENTS = TopicSpec(
@@ -73,8 +87,10 @@ ENRICHMENT_COMMANDS = TopicSpec(
 DLQ_ENRICHMENT = TopicSpec(
     name="vigil.dlq.enrichment",
     key="camera_id",
-    value_types=(DeadLettered,),
-    description="Enrichments the vision stage gave up on, with the reason.",
+    value_types=DEAD_LETTER_EVENTS,
+    description=(
+        "Enrichments the vision stage gave up on, with the reason; then requeued or cleared."
+    ),
 )
 BATCHES = TopicSpec(
     name="vigil.batches",
@@ -103,8 +119,11 @@ AI_AUDIT = TopicSpec(
 DLQ_ANALYSIS = TopicSpec(
     name="vigil.dlq.analysis",
     key="camera_id",
-    value_types=(DeadLettered,),
-    description="Batches the analysis stage gave up on, with the model's raw answer.",
+    value_types=DEAD_LETTER_EVENTS,
+    description=(
+        "Batches the analysis stage gave up on, with the model's raw answer; "
+        "then requeued or cleared."
+    ),
 )
 PROMPTS = TopicSpec(
     name="vigil.prompts",
@@ -145,3 +164,14 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     SYSTEM,
     SYSTEM_COMMANDS,
 )
+
+DEAD_LETTER_TOPICS: dict[Stage, TopicSpec] = {
+    "detection": DLQ_DETECTION,
+    "enrichment": DLQ_ENRICHMENT,
+    "analysis": DLQ_ANALYSIS,
+}
+
+
+def topic_named(name: str) -> TopicSpec | None:
+    """The topic Vigil declares under this name, or None for a name it does not own."""
+    return next((topic for topic in ALL_TOPICS if topic.name == name), None)

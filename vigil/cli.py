@@ -117,6 +117,21 @@ def models(force: Annotated[bool, typer.Option(help="Rebuild even if cached")] =
         typer.echo(f"{name}: {path}")
 
 
+@app.command()
+def apikey() -> None:
+    """Make a new API key: the key goes to clients, its digest into API_KEY_HASHES."""
+    from api.security import new_api_key
+
+    key, digest = new_api_key()
+    typer.echo(f"key:    {key}")
+    typer.echo(f"digest: {digest}")
+    typer.echo(
+        "Add the digest to API_KEY_HASHES (comma-separated) and give the key to clients as "
+        "X-API-Key; the key itself is stored nowhere.",
+        err=True,
+    )
+
+
 @schemas_app.command("export")
 def schemas_export(
     out: Annotated[Path, typer.Option(help="Folder for the JSON Schema files")] = Path(

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 
 from api.commands import flush_batch
 from api.deps import ServicesDep, SessionDep
@@ -21,6 +21,7 @@ from api.queries.batches import (
     get_batch,
     list_batches,
 )
+from api.security import require_api_key
 from schemas.envelope import utcnow
 
 router = APIRouter(prefix="/api/batches", tags=["batches"])
@@ -77,8 +78,10 @@ def read_batch(session: SessionDep, batch_id: str) -> BatchDetail:
 @router.post(
     "/{batch_id}/flush",
     response_model=FlushOutcome,
+    dependencies=[Depends(require_api_key)],
     responses={
         202: {"model": FlushOutcome, "description": "Flush requested, batch not closed yet"},
+        401: {"description": "Missing or invalid X-API-Key (once keys are configured)"},
         404: {"description": "Unknown batch"},
         409: {"description": "The batch is not aggregating"},
         503: {"description": "Kafka did not acknowledge the command"},

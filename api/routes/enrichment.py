@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 
 from api.commands import request_reprocess
 from api.deps import ServicesDep, SessionDep
@@ -23,6 +23,7 @@ from api.queries.enrichment import (
     get_enrichment,
     list_enrichments,
 )
+from api.security import require_api_key
 from schemas.enrichments import DetectionType
 from schemas.envelope import utcnow
 
@@ -81,8 +82,10 @@ def read_event_enrichments(session: SessionDep, event_id: int) -> EnrichmentsOf:
 @router.post(
     "/reprocess/{detection_id}",
     response_model=ReprocessQueued,
+    dependencies=[Depends(require_api_key)],
     status_code=202,
     responses={
+        401: {"description": "Missing or invalid X-API-Key (once keys are configured)"},
         404: {"description": "Unknown detection"},
         503: {"description": "Kafka did not acknowledge the command"},
     },

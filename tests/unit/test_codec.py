@@ -4,7 +4,8 @@ import pytest
 
 from schemas.codec import UndecodableMessage, UnsupportedSchemaVersion, decode, encode
 from schemas.images import ImageReceived, image_id_for
-from schemas.topics import ALL_TOPICS, DETECTIONS, IMAGES
+from schemas.system import DeadLetterRequeued, DeadLettersCleared
+from schemas.topics import ALL_TOPICS, DEAD_LETTER_TOPICS, DETECTIONS, IMAGES, topic_named
 
 
 def _image(**overrides) -> ImageReceived:
@@ -65,3 +66,22 @@ def test_a_topic_refuses_another_topics_event():
 def test_topic_names_are_unique():
     names = [t.name for t in ALL_TOPICS]
     assert len(names) == len(set(names))
+
+
+def test_a_dead_letter_topic_carries_letters_and_what_became_of_them():
+    requeued = DeadLetterRequeued(
+        dead_letter_id="d" * 36,
+        stage="detection",
+        source_topic=IMAGES.name,
+        requeued_partition=1,
+        requeued_offset=7,
+    )
+    cleared = DeadLettersCleared(stage="detection", dead_letter_ids=("a", "b"))
+    for topic in DEAD_LETTER_TOPICS.values():
+        assert decode(topic, encode(requeued)) == requeued
+        assert decode(topic, encode(cleared)) == cleared
+
+
+def test_topic_named_knows_only_declared_topics():
+    assert topic_named(IMAGES.name) is IMAGES
+    assert topic_named("vigil.nope") is None

@@ -1,0 +1,101 @@
+"""X-API-Key: once keys are configured every mutating route needs one; reads never do.
+
+The routes come from the app itself, so a new mutating route without the key check
+fails here. Path parameters are filled with "0", which names no batch, detection or
+queue: with the right key the call goes past the check (to a 404), changing nothing.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.security import hash_api_key, new_api_key
+
+MUTATING_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def _routes(app: FastAPI) -> list[tuple[str, str]]:
+    """(method, path) of every HTTP route of the app, those of included routers too."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # FastAPI before lazily included routers: app.routes is flat
+        found = [(route, route.path, route.methods) for route in app.routes]
+    else:
+        found = [(c.original_route, c.path, c.methods) for c in iter_route_contexts(app.routes)]
+    return sorted(
+        (method, path)
+        for route, path, methods in found
+        if isinstance(route, APIRoute)
+        for method in methods - {"HEAD"}
+    )
+
+
+ROUTES = _routes(create_app())
+MUTATING = [(method, path) for method, path in ROUTES if method in MUTATING_METHODS]
+READING = [(method, path) for method, path in ROUTES if method == "GET"]
+
+
+def _call(client: TestClient, method: str, path: str, **headers: str):
+    return client.request(method, re.sub(r"\{[^}]+\}", "0", path), headers=headers)
+
+
+@pytest.fixture(scope="module")
+def keyed(stack):
+    """An app with two keys configured, and one of the keys."""
+    key, digest = new_api_key()
+    settings = stack.settings(api_key_hashes=f"{hash_api_key('another key')},{digest.upper()}")
+    with TestClient(create_app(settings)) as client:
+        yield client, key
+
+
+def test_every_known_mutating_route_is_enumerated():
+    assert {
+        ("POST", "/api/batches/{batch_id}/flush"),
+        ("POST", "/api/enrichment/reprocess/{detection_id}"),
+        ("POST", "/api/dlq/requeue/{queue_name}"),
+        ("POST", "/api/dlq/requeue-all/{queue_name}"),
+        ("DELETE", "/api/dlq/{queue_name}"),
+    } <= set(MUTATING)
+    assert ("GET", "/api/dlq/stats") in READING
+
+
+@pytest.mark.parametrize(("method", "path"), MUTATING)
+def test_mutating_route_without_key_is_401(keyed, method, path):
+    client, _ = keyed
+    reply = _call(client, method, path)
+    assert reply.status_code == 401, reply.text
+    assert reply.json()["detail"].startswith("missing X-API-Key header")
+    assert reply.headers["www-authenticate"] == "ApiKey"
+
+
+@pytest.mark.parametrize(("method", "path"), MUTATING)
+def test_mutating_route_with_wrong_key_is_401(keyed, method, path):
+    client, key = keyed
+    reply = _call(client, method, path, **{"X-API-Key": key + "x"})
+    assert reply.status_code == 401, reply.text
+    assert reply.json()["detail"] == "invalid API key"
+
+
+@pytest.mark.parametrize(("method", "path"), MUTATING)
+def test_mutating_route_with_the_key_goes_through(keyed, method, path):
+    client, key = keyed
+    reply = _call(client, method, path, **{"X-API-Key": key})
+    assert reply.status_code != 401, reply.text
+
+
+@pytest.mark.parametrize(("method", "path"), READING)
+def test_reading_route_needs_no_key(keyed, method, path):
+    client, _ = keyed
+    assert _call(client, method, path).status_code != 401
+
+
+@pytest.mark.parametrize(("method", "path"), MUTATING)
+def test_mutating_route_needs_no_key_when_none_is_configured(api_client, method, path):
+    reply = _call(api_client, method, path)
+    assert reply.status_code != 401, reply.text
