@@ -33,8 +33,7 @@ from schemas.dead_letters import DeadLettered
 from schemas.detections import DetectionsProduced
 from schemas.enrichments import DetectionsEnriched, Enrichment, EnrichmentReprocessed
 from schemas.images import ImageReceived
-from schemas.system import CircuitBreakerChanged
-from schemas.system import DeadLetterRequeued, DeadLettersCleared
+from schemas.system import CircuitBreakerChanged, DeadLetterRequeued, DeadLettersCleared
 
 Handler = Callable[[Any, Session], None]
 
