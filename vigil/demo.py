@@ -90,7 +90,9 @@ def print_detections(found: dict[str, list[dict]]) -> None:
             )
 
 
-def flush_and_wait_for_events(base: str, cameras: list[str], timeout: float) -> list[dict]:
+def flush_and_wait_for_events(
+    base: str, cameras: list[str], timeout: float, api_key: str
+) -> list[dict]:
     """Flush the cameras' open batches (as a user can) and wait for their security events."""
     active = httpx.get(f"{base}/api/batches/active", timeout=5).json()["batches"]
     for batch in active:
@@ -99,7 +101,11 @@ def flush_and_wait_for_events(base: str, cameras: list[str], timeout: float) -> 
                 f"flushing {batch['batch_id']} ({batch['camera_id']}, "
                 f"{batch['detection_count']} detections)"
             )
-            httpx.post(f"{base}/api/batches/{batch['batch_id']}/flush", timeout=30)
+            httpx.post(
+                f"{base}/api/batches/{batch['batch_id']}/flush",
+                headers={"X-API-Key": api_key},
+                timeout=30,
+            )
     deadline = time.monotonic() + timeout
     events: list[dict] = []
     while time.monotonic() < deadline:
@@ -129,6 +135,7 @@ def print_events(events: list[dict]) -> None:
 
 
 def run_up(state_dir: Path, *, demo: bool, exit_after_demo: bool) -> int:
+    from api.security import new_api_key
     from vigil.models import sample_images
 
     started = time.monotonic()
@@ -140,8 +147,10 @@ def run_up(state_dir: Path, *, demo: bool, exit_after_demo: bool) -> int:
     try:
         _say(f"Kafka {stack.kafka_bootstrap}, Postgres ready, Triton {stack.triton_url}")
         camera_root = state_dir / "cameras"
-        base = start_apps(stack, camera_root, free_port())
+        api_key, digest = new_api_key()
+        base = start_apps(stack, camera_root, free_port(), API_KEY_HASHES=digest)
         _say(f"API on {base}  (docs: {base}/docs) in {time.monotonic() - started:.0f}s")
+        _say(f"API key for POST/PUT/DELETE (header X-API-Key): {api_key}")
         _say(f"camera folders: {camera_root}/<camera_id>/  (drop JPEG/PNG files there)")
         if demo:
             dropped = drop_samples(camera_root, sample_images())
@@ -150,7 +159,7 @@ def run_up(state_dir: Path, *, demo: bool, exit_after_demo: bool) -> int:
             )
             found = wait_for_detections(base, dropped, timeout=180)
             print_detections(found)
-            events = flush_and_wait_for_events(base, list(dropped), timeout=180)
+            events = flush_and_wait_for_events(base, list(dropped), timeout=180, api_key=api_key)
             print_events(events)
             _say(f"live events: ws://{base.removeprefix('http://')}/ws/events")
             total = sum(len(paths) for paths in dropped.values())
