@@ -119,7 +119,7 @@ def test_triton_down_dead_letters_every_image_and_requeue_brings_each_back_once(
         for letter in letters(engine, camera_id)
     )
     listed = api_client.get("/api/dlq/jobs/dlq:detection_queue", params={"limit": 1000}).json()
-    assert not [j for j in listed["jobs"] if j["original_job"].get("camera_id") == camera_id]
+    assert not [j for j in listed["jobs"] if j["camera_id"] == camera_id]
     wait_for(
         lambda: breaker(api_client, "centernet")["state"] == "closed",
         timeout=60,
