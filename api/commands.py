@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from fastapi import HTTPException
@@ -26,6 +26,8 @@ from schemas.detections import BoundingBox, Detection
 from schemas.enrichments import ReprocessEnrichment
 from schemas.envelope import Message
 from schemas.topics import BATCH_COMMANDS, ENRICHMENT_COMMANDS, TopicSpec
+
+T = TypeVar("T")
 
 
 class CommandNotDelivered(HTTPException):
@@ -143,6 +145,28 @@ class BatchNotAggregating(HTTPException):
         )
 
 
+def wait_for_read_model(
+    session: Session,
+    probe: Callable[[], T],
+    done: Callable[[T], bool],
+    *,
+    wait_s: float,
+    poll_s: float = 0.1,
+) -> T:
+    """Read-your-writes: poll `probe` until `done` holds or `wait_s` passes; the last value.
+
+    The transaction stays open (locks held by the caller stay held); expiring the session
+    between polls makes every poll read what the projector has committed by then.
+    """
+    deadline = time.monotonic() + wait_s
+    value = probe()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        session.expire_all()
+        value = probe()
+    return value
+
+
 def flush_batch(
     session: Session,
     sender: CommandSender,
@@ -156,12 +180,13 @@ def flush_batch(
         raise BatchNotAggregating(state)
     command = FlushBatch(batch_id=state.batch_id, camera_id=state.camera_id)
     sender.send(BATCH_COMMANDS, state.camera_id, command)
-    deadline = time.monotonic() + wait_s
-    current = state
-    while current.status == "aggregating" and time.monotonic() < deadline:
-        time.sleep(poll_s)
-        session.rollback()  # end the transaction: each poll reads what is committed now
-        current = batch_state(session, state.batch_id) or current
+    current = wait_for_read_model(
+        session,
+        lambda: batch_state(session, state.batch_id) or state,
+        lambda s: s.status != "aggregating",
+        wait_s=wait_s,
+        poll_s=poll_s,
+    )
     if current.status == "aggregating":
         return FlushOutcome(
             status="queued",

@@ -10,7 +10,6 @@ letters show pending until projected, and a call meanwhile would requeue them ag
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +18,14 @@ from fastapi import HTTPException
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.commands import CommandSender, Delivered, NotDelivered, Outgoing, outgoing
+from api.commands import (
+    CommandSender,
+    Delivered,
+    NotDelivered,
+    Outgoing,
+    outgoing,
+    wait_for_read_model,
+)
 from api.models import DLQClearOutcome, DLQRequeueOutcome
 from api.queries.dlq import (
     Queue,
@@ -88,13 +94,10 @@ def queue_lock(session: Session, stage: Stage) -> Iterator[None]:
 
 
 def _wait_until_gone(session: Session, dead_letter_ids: list[str], wait_s: float) -> bool:
-    # Read committed (Postgres' default): each query sees what the projector committed since.
-    deadline = time.monotonic() + wait_s
-    while still_pending(session, dead_letter_ids):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    pending = wait_for_read_model(
+        session, lambda: still_pending(session, dead_letter_ids), lambda n: not n, wait_s=wait_s
+    )
+    return not pending
 
 
 def requeue_letters(sender: CommandSender, queue: Queue, letters: list[DeadLetterRow]) -> list[str]:

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from api.commands import wait_for_read_model
 from api.deps import ServicesDep, SessionDep
 from api.models import BreakerResetOut, CircuitBreakersOut, HealthResponse
 from api.queries import health
@@ -87,12 +87,12 @@ def reset_circuit_breaker(name: str, services: ServicesDep, session: SessionDep)
             detail=f"circuit breaker {name!r} not found; known: {sorted(known)}",
         )
     services.commands.send(SYSTEM_COMMANDS, name, ResetCircuitBreaker(name=name))
-    deadline = time.monotonic() + services.flush_wait_s
-    state = known[name].state
-    while state != "closed" and time.monotonic() < deadline:
-        time.sleep(0.1)
-        session.rollback()  # each poll reads what is committed now
-        state = circuit_breakers(session, stale_s).circuit_breakers[name].state
+    state = wait_for_read_model(
+        session,
+        lambda: circuit_breakers(session, stale_s).circuit_breakers[name].state,
+        lambda state: state == "closed",
+        wait_s=services.flush_wait_s,
+    )
     if state == "closed":
         return BreakerResetOut(
             name=name, status="reset", state=state, message="Circuit breaker reset"
