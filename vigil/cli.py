@@ -36,7 +36,7 @@ def _state_dir() -> Path:
 
 @app.command()
 def worker() -> None:
-    """Run the Faust worker: folder watcher and detection agent."""
+    """Run the Faust worker: watcher, detection, enrichment, batching and analysis agents."""
     import faust
 
     from streams.app import create_worker_app
@@ -158,6 +158,15 @@ def up(
 
     _logging()
     raise typer.Exit(run_up(_state_dir(), demo=demo, exit_after_demo=exit_after_demo))
+
+
+@app.command()
+def demo() -> None:
+    """The sample run alone: start everything, show detections and events, stop everything."""
+    from vigil.demo import run_up
+
+    _logging()
+    raise typer.Exit(run_up(_state_dir(), demo=True, exit_after_demo=True))
 
 
 @app.command()

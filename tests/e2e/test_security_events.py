@@ -205,3 +205,37 @@ def _detections_per_image(api_client, camera_id: str) -> int:
     for d in body["detections"]:
         per_image[d["image_id"]] = per_image.get(d["image_id"], 0) + 1
     return next(iter(per_image.values()), 0) if len(per_image) == 2 else 0
+
+
+def test_reprocessing_an_enrichment_adds_a_new_record(pipeline, camera_root, api_client, samples):
+    camera_id = new_camera_id("reprocess")
+    drop(camera_root, camera_id, "bus.jpg", variant(samples, "bus.jpg", 900))
+    people = wait_for(
+        lambda: api_client.get(
+            "/api/detections", params={"camera_id": camera_id, "label": "person"}
+        ).json()["detections"],
+        timeout=90,
+        what="person detections",
+    )
+    detection_id = people[0]["id"]
+
+    def enrichments():
+        body = api_client.get(f"/api/enrichment/detection/{detection_id}").json()
+        return body["enrichments"]
+
+    [first] = wait_for(enrichments, timeout=90, what="the first enrichment")
+    reply = api_client.post(f"/api/enrichment/reprocess/{detection_id}")
+    assert reply.status_code == 202, reply.text
+    both = wait_for(
+        lambda: len(enrichments()) == 2 and enrichments(),
+        timeout=90,
+        what="the reprocessed enrichment",
+    )
+    newer = next(e for e in both if e["id"] != first["id"])
+    assert first in both, "the first enrichment was overwritten"
+    assert newer["detection_id"] == detection_id
+    # The same pixels give the same honest attributes.
+    assert (newer["description"], newer["attributes"]) == (
+        first["description"],
+        first["attributes"],
+    )
