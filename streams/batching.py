@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
@@ -168,6 +168,3 @@ class PendingFlushes:
     def forget(self, batch_id: str) -> None:
         self.sent.pop(batch_id, None)
 
-
-def utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)

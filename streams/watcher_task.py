@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 import faust
 
 from schemas.images import ImageReceived, image_id_for
-from schemas.topics import IMAGES
 from streams.dead_letters import dead_letter
 from streams.watcher import CompleteUpload, FolderWatcher, Rejected
 from vigil.settings import Settings
@@ -75,5 +74,3 @@ def _rejection(reject: Rejected, producer: str):
         camera_id=reject.camera_id,
     )
 
-
-__all__ = ["IMAGES", "image_received", "register"]
