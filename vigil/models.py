@@ -333,7 +333,11 @@ def _darknet_photos(dest: Path) -> None:
     try:
         debs = sorted(apt_dir.glob("darknet_*.deb"))
         if not debs:
-            _run(["apt-get", "download", "-q", "darknet"], cwd=apt_dir)
+            try:
+                _run(["apt-get", "download", "-q", "darknet"], cwd=apt_dir)
+            except RuntimeError:  # a fresh machine may have no package lists yet
+                _run(["apt-get", "update", "-q"])
+                _run(["apt-get", "download", "-q", "darknet"], cwd=apt_dir)
             debs = sorted(apt_dir.glob("darknet_*.deb"))
         payload = subprocess.run(
             ["dpkg-deb", "--fsys-tarfile", str(debs[0])], capture_output=True, check=True

@@ -110,7 +110,7 @@ def test_steady_activity_closes_on_the_time_window(pipeline, camera_root, api_cl
     n = 0
     # One photo every 3 s keeps the batch from going idle (8 s) until the window (24 s) ends.
     while time.monotonic() - started < 30 and not completed_batches(api_client, camera_id):
-        drop(camera_root, camera_id, f"person-{n}.jpg", variant(samples, "person.jpg", n))
+        drop(camera_root, camera_id, f"zidane-{n}.jpg", variant(samples, "zidane.jpg", 500 + n))
         n += 1
         time.sleep(3)
     batch = wait_for(
