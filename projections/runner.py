@@ -23,20 +23,9 @@ from sqlalchemy.orm import Session
 from projections.handlers import HANDLERS, Handler
 from projections.tables import ProjectionOffset, ProjectionReject
 from schemas.codec import UndecodableMessage, decode
-from schemas.topics import (
-    ALL_TOPICS,
-    BATCH_COMMANDS,
-    ENRICHMENT_COMMANDS,
-    SYSTEM_COMMANDS,
-    TopicSpec,
-)
+from schemas.topics import EVENT_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
-
-# Every topic but the command topics, which only the workers act on.
-PROJECTED_TOPICS: tuple[TopicSpec, ...] = tuple(
-    t for t in ALL_TOPICS if t not in (BATCH_COMMANDS, ENRICHMENT_COMMANDS, SYSTEM_COMMANDS)
-)
 
 
 @dataclass
@@ -44,10 +33,9 @@ class Projector:
     engine: Engine
     bootstrap_servers: str
     consumer_name: str = "vigil-projector"
-    topics: Sequence[TopicSpec] = PROJECTED_TOPICS
+    topics: Sequence[TopicSpec] = EVENT_TOPICS
     handlers: Mapping[type, list[Handler]] = field(default_factory=lambda: HANDLERS)
     batch_size: int = 500
-    applied: int = 0
     _positions: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -134,7 +122,6 @@ class Projector:
 
     def _apply_batch(self, messages: list[Message]) -> None:
         advanced: dict[tuple[str, int], int] = {}
-        applied = 0
         with Session(self.engine) as session, session.begin():
             for message in messages:
                 key = (message.topic(), message.partition())
@@ -143,7 +130,6 @@ class Projector:
                     continue  # already applied before a restart or rebalance
                 self._apply_one(session, message)
                 advanced[key] = offset + 1
-                applied += 1
             for (topic, partition), next_offset in advanced.items():
                 session.execute(
                     insert(ProjectionOffset)
@@ -159,7 +145,6 @@ class Projector:
                     )
                 )
         self._positions.update(advanced)
-        self.applied += applied
         if advanced:
             self._consumer.commit(
                 offsets=[TopicPartition(t, p, o) for (t, p), o in advanced.items()],

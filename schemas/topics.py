@@ -1,14 +1,16 @@
-"""Every topic Vigil owns, declared once: name, key, value type and partitions.
+"""Every topic Vigil owns, declared once: name, key, what it carries and partitions.
 
 Agents, projections, the API and the JSON Schema export all import from here;
-no topic name is written anywhere else.
+no topic name is written anywhere else. A topic carries either events (facts, which
+the projector turns into read models) or commands (requests, which only the workers
+act on); a dead-letter topic names the stage whose failures it holds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter
 
@@ -26,6 +28,11 @@ from schemas.system import (
     ResetCircuitBreaker,
 )
 
+# The worker's Faust app id, which is also its Kafka consumer group.
+WORKER_GROUP = "vigil-worker"
+
+Carries = Literal["events", "commands"]
+
 
 @dataclass(frozen=True, eq=False)
 class TopicSpec:
@@ -33,8 +40,11 @@ class TopicSpec:
     key: str
     value_types: tuple[type[Message], ...]
     description: str
+    carries: Carries = "events"
     # None means "the configured default" (TOPIC_PARTITIONS).
     partitions: int | None = None
+    # Set on a dead-letter topic: the stage whose failures it holds.
+    dead_letters_of: Stage | None = None
 
     @cached_property
     def adapter(self) -> TypeAdapter[Any]:
@@ -70,6 +80,7 @@ DLQ_DETECTION = TopicSpec(
     description=(
         "Images the detection stage gave up on, with the reason; then requeued or cleared."
     ),
+    dead_letters_of="detection",
 )
 
 ENRICHMENTS = TopicSpec(
@@ -83,6 +94,7 @@ ENRICHMENT_COMMANDS = TopicSpec(
     key="camera_id",
     value_types=(ReprocessEnrichment,),
     description="Commands to the enrichment stage.",
+    carries="commands",
 )
 DLQ_ENRICHMENT = TopicSpec(
     name="vigil.dlq.enrichment",
@@ -91,6 +103,7 @@ DLQ_ENRICHMENT = TopicSpec(
     description=(
         "Enrichments the vision stage gave up on, with the reason; then requeued or cleared."
     ),
+    dead_letters_of="enrichment",
 )
 BATCHES = TopicSpec(
     name="vigil.batches",
@@ -103,6 +116,7 @@ BATCH_COMMANDS = TopicSpec(
     key="camera_id",
     value_types=(FlushBatch,),
     description="Commands to the batch aggregator (flush).",
+    carries="commands",
 )
 SECURITY_EVENTS = TopicSpec(
     name="vigil.events",
@@ -124,6 +138,7 @@ DLQ_ANALYSIS = TopicSpec(
         "Batches the analysis stage gave up on, with the model's raw answer; "
         "then requeued or cleared."
     ),
+    dead_letters_of="analysis",
 )
 PROMPTS = TopicSpec(
     name="vigil.prompts",
@@ -145,6 +160,7 @@ SYSTEM_COMMANDS = TopicSpec(
     key="name",
     value_types=(ResetCircuitBreaker,),
     description="Commands every worker obeys (reset a circuit breaker).",
+    carries="commands",
     partitions=1,
 )
 
@@ -165,13 +181,11 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     SYSTEM_COMMANDS,
 )
 
+TOPICS_BY_NAME: dict[str, TopicSpec] = {topic.name: topic for topic in ALL_TOPICS}
+
+# The projector reads every event topic; the command topics are for the workers alone.
+EVENT_TOPICS: tuple[TopicSpec, ...] = tuple(t for t in ALL_TOPICS if t.carries == "events")
+
 DEAD_LETTER_TOPICS: dict[Stage, TopicSpec] = {
-    "detection": DLQ_DETECTION,
-    "enrichment": DLQ_ENRICHMENT,
-    "analysis": DLQ_ANALYSIS,
+    topic.dead_letters_of: topic for topic in ALL_TOPICS if topic.dead_letters_of is not None
 }
-
-
-def topic_named(name: str) -> TopicSpec | None:
-    """The topic Vigil declares under this name, or None for a name it does not own."""
-    return next((topic for topic in ALL_TOPICS if topic.name == name), None)

@@ -167,4 +167,3 @@ class PendingFlushes:
 
     def forget(self, batch_id: str) -> None:
         self.sent.pop(batch_id, None)
-

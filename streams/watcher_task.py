@@ -73,4 +73,3 @@ def _rejection(reject: Rejected, producer: str):
         source_topic=None,
         camera_id=reject.camera_id,
     )
-

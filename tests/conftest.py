@@ -1,40 +1,25 @@
 """Fixtures that give tests the real services.
 
-One Kafka broker, one Postgres and one Triton server are started for the
-whole session by the project's own launcher (or taken from
-KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / TRITON_URL when those are set).
-Tests stay independent on these shared services through random camera ids.
+One Kafka broker, one Postgres and one Triton server are started for the whole session
+by the project's own launcher (or taken from KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL /
+TRITON_URL when those are set). Tests stay independent on these shared services through
+random camera ids; a module whose commands act on a whole queue, or that publishes streams
+of events other modules' workers would have to process, takes services of its own
+(`own_stack` and its `own_*` clients: a broker and a database no other module sees).
 """
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support import api_client_of, engine_of, own_services, producer_of
 from vigil.devservices.stack import Stack
 
 # Triton models used for fault injection only (a model that answers badly or errors).
 FAULT_MODELS = Path(__file__).with_name("triton_models")
-
-
-def wait_for(condition: Callable[[], object], *, timeout: float, what: str, interval=0.2):
-    """Poll until `condition()` is truthy and return its value; fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-def new_camera_id(prefix: str = "cam") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture(scope="session")
@@ -61,40 +46,42 @@ def samples() -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def engine(stack: Stack):
-    from projections.db import make_engine
-
-    engine = make_engine(stack.database_url)
-    yield engine
-    engine.dispose()
+    with engine_of(stack) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="session")
 def producer(stack: Stack):
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "acks": "all"})
-    yield producer
-    producer.flush(10)
-
-
-def publish(producer, topic: str, key: str | None, value: bytes) -> None:
-    """Produce one message and wait until the broker has it."""
-    errors = []
-    producer.produce(
-        topic,
-        key=key.encode() if key else None,
-        value=value,
-        on_delivery=lambda e, _m: errors.append(e),
-    )
-    producer.flush(10)
-    assert errors == [None], f"delivery failed: {errors}"
+    with producer_of(stack) as producer:
+        yield producer
 
 
 @pytest.fixture(scope="session")
 def api_client(stack: Stack):
-    from fastapi.testclient import TestClient
+    with api_client_of(stack) as client:
+        yield client
 
-    from api.main import create_app
 
-    with TestClient(create_app(stack.settings())) as client:
+@pytest.fixture(scope="module")
+def own_stack(stack: Stack, tmp_path_factory, request) -> Iterator[Stack]:
+    prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with own_services(stack, tmp_path_factory.mktemp(f"own-{prefix}"), prefix) as own:
+        yield own
+
+
+@pytest.fixture(scope="module")
+def own_engine(own_stack: Stack):
+    with engine_of(own_stack) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module")
+def own_producer(own_stack: Stack):
+    with producer_of(own_stack) as producer:
+        yield producer
+
+
+@pytest.fixture(scope="module")
+def own_api_client(own_stack: Stack):
+    with api_client_of(own_stack) as client:
         yield client

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from api.models import DLQJob, DLQJobList, DLQStats
 from projections.tables import DeadLetterAction, DeadLetterRow
 from schemas.dead_letters import Stage
-from schemas.topics import ALL_TOPICS
+from schemas.topics import DEAD_LETTER_TOPICS, TOPICS_BY_NAME
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,9 @@ class Queue:
         return self.name.removeprefix("dlq:")
 
 
+# One queue per dead-letter topic, named as the spec names them (`dlq:detection_queue`).
 QUEUES: dict[str, Queue] = {
-    queue.name: queue
-    for queue in (
-        Queue("dlq:detection_queue", "detection"),
-        Queue("dlq:enrichment_queue", "enrichment"),
-        Queue("dlq:analysis_queue", "analysis"),
-    )
+    f"dlq:{stage}_queue": Queue(f"dlq:{stage}_queue", stage) for stage in DEAD_LETTER_TOPICS
 }
 
 PENDING = ~exists().where(DeadLetterAction.dead_letter_id == DeadLetterRow.dead_letter_id)
@@ -41,7 +37,7 @@ OLDEST_FIRST = (DeadLetterRow.last_failed_at, DeadLetterRow.dead_letter_id)
 REQUEUEABLE = and_(
     DeadLetterRow.original_encoding == "json",
     DeadLetterRow.source_topic.is_not(None),
-    DeadLetterRow.source_topic.in_([topic.name for topic in ALL_TOPICS]),
+    DeadLetterRow.source_topic.in_(list(TOPICS_BY_NAME)),
 )
 
 
@@ -57,7 +53,7 @@ def why_not_requeueable(letter: DeadLetterRow) -> str | None:
             f"its original message was not JSON (kept as {letter.original_encoding}), "
             "so it is not an event any stage can read"
         )
-    if letter.source_topic not in {topic.name for topic in ALL_TOPICS}:
+    if letter.source_topic not in TOPICS_BY_NAME:
         return f"its source topic {letter.source_topic} is not a Vigil topic"
     return None
 

@@ -13,11 +13,9 @@ from api.models import BreakerResetOut, CircuitBreakersOut, HealthResponse
 from api.queries import health
 from api.queries.breakers import circuit_breakers
 from api.security import require_api_key
-from projections.runner import PROJECTED_TOPICS
 from schemas.envelope import utcnow
 from schemas.system import ResetCircuitBreaker
-from schemas.topics import IMAGES, SYSTEM_COMMANDS
-from streams.app import WORKER_GROUP
+from schemas.topics import EVENT_TOPICS, IMAGES, SYSTEM_COMMANDS, WORKER_GROUP
 
 router = APIRouter(prefix="/api/system", tags=["system"])
 log = logging.getLogger(__name__)
@@ -46,7 +44,7 @@ async def read_health(services: ServicesDep, session: SessionDep) -> HealthRespo
                     services.kafka_admin,
                     session,
                     settings.projector_group,
-                    PROJECTED_TOPICS,
+                    EVENT_TOPICS,
                 )
         except Exception:
             log.exception("consumer lag unavailable")

@@ -11,8 +11,7 @@ from sqlalchemy.orm import Session
 
 from projections.tables import AuditRow, DeadLetterRow, SecurityEventRow
 from schemas.topics import BATCHES
-from tests.conftest import new_camera_id, wait_for
-from tests.e2e.test_detection_pipeline import drop
+from tests.support import drop, new_camera_id, wait_for
 
 FAULT_ENV = {
     "ANALYST_MODEL": "scripted-analyst",

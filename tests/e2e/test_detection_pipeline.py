@@ -15,7 +15,7 @@ from schemas.codec import encode
 from schemas.images import ImageReceived, image_id_for
 from schemas.topics import IMAGES
 from streams.watcher import sha256_of
-from tests.conftest import new_camera_id, publish, wait_for
+from tests.support import drop, new_camera_id, publish, wait_for
 
 PIPELINE_ENV = {
     "FILE_STABLE_S": "0.5",
@@ -39,14 +39,6 @@ def pipeline(stack, camera_root):
     for process in (projector, worker):
         process.stop()
         stack.apps.remove(process)
-
-
-def drop(camera_root: Path, camera_id: str, name: str, data: bytes) -> Path:
-    folder = camera_root / camera_id
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f".{name}.part"
-    partial.write_bytes(data)
-    return partial.rename(folder / name)
 
 
 def detections_for(api_client, camera_id: str) -> list[dict]:

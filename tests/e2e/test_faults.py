@@ -3,17 +3,13 @@ killed mid-stream, a decompression bomb. Nothing is lost; counts are checked exa
 
 from __future__ import annotations
 
-import struct
-import zlib
-
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from projections.tables import DeadLetterRow, DetectionRow, Image
-from tests.conftest import new_camera_id, wait_for
-from tests.e2e.test_detection_pipeline import drop
-from tests.e2e.test_security_events import variant
+from tests.factories import png_claiming
+from tests.support import drop, new_camera_id, variant, wait_for
 
 FAULT_ENV = {
     "FILE_STABLE_S": "0.3",
@@ -193,29 +189,9 @@ def test_worker_killed_mid_stream_detects_every_image_once(
     assert sorted(e["batch_id"] for e in events) == sorted(b["batch_id"] for b in batches)
 
 
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims `width` x `height` (the pixel data is a tiny stub)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-        + chunk(b"IEND", b"")
-    )
-
-
 def test_decompression_bomb_is_dead_lettered_unread(pipeline, camera_root, engine):
     camera_id = new_camera_id("bomb")
-    drop(camera_root, camera_id, "huge.png", _png_header(60000, 60000))
+    drop(camera_root, camera_id, "huge.png", png_claiming(60000, 60000))
     [letter] = wait_for(lambda: letters(engine, camera_id), timeout=60, what="the dead letter")
     assert letter.error_type == "InvalidImage"
     assert "image too large: 60000x60000" in letter.error

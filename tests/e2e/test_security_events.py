@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import new_camera_id, wait_for
-from tests.e2e.test_detection_pipeline import drop
+from tests.support import drop, new_camera_id, variant, wait_for
 
 BATCH_ENV = {
     "FILE_STABLE_S": "0.3",
@@ -39,11 +38,6 @@ def pipeline(stack, camera_root):
     yield handles
     for name in ("projector", "worker"):
         handles[name].stop()
-
-
-def variant(samples, name: str, n: int) -> bytes:
-    """A distinct file with the same picture (bytes after the JPEG end marker are ignored)."""
-    return samples[name].read_bytes() + f"\n#variant-{n}".encode()
 
 
 def batches_of(api_client, camera_id: str, **params) -> list[dict]:

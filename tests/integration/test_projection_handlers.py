@@ -2,51 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from projections.handlers import dead_lettered, detections_produced, image_received
 from projections.tables import DeadLetterRow, DetectionRow, Image
-from schemas.detections import BoundingBox, Detection, DetectionsProduced
-from schemas.images import ImageReceived, image_id_for
 from streams.dead_letters import dead_letter
-from tests.conftest import new_camera_id
-
-
-def image_event(camera_id: str, digest: str = "b" * 64) -> ImageReceived:
-    return ImageReceived(
-        image_id=image_id_for(camera_id, digest),
-        camera_id=camera_id,
-        file_path=f"/cams/{camera_id}/a.jpg",
-        sha256=digest,
-        size_bytes=1234,
-        file_modified_at=datetime(2026, 5, 1, 12, 0, tzinfo=UTC),
-    )
-
-
-def detections_event(image: ImageReceived, labels: list[str]) -> DetectionsProduced:
-    return DetectionsProduced(
-        image_id=image.image_id,
-        camera_id=image.camera_id,
-        file_path=image.file_path,
-        image_width=810,
-        image_height=1080,
-        detections=tuple(
-            Detection(
-                label=label,
-                class_id=index,
-                confidence=0.9 - index * 0.1,
-                bbox=BoundingBox(x1=10, y1=20, x2=110, y2=220),
-            )
-            for index, label in enumerate(labels)
-        ),
-        model_name="centernet",
-        model_version="1",
-        latency_ms=25.0,
-        image_received_at=image.occurred_at,
-    )
+from tests.factories import detections_event, image_event
+from tests.support import new_camera_id
 
 
 def _apply(engine, handler, event) -> None:

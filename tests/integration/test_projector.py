@@ -1,4 +1,7 @@
-"""The projection runner against real Kafka and Postgres: exactly once across crashes."""
+"""The projection runner against real Kafka and Postgres: exactly once across crashes.
+
+On a broker and a database of this module's own: the hundreds of detections it publishes
+would otherwise wait for the workers of every later end-to-end module."""
 
 from __future__ import annotations
 
@@ -10,15 +13,15 @@ from sqlalchemy.orm import Session
 from projections.tables import DetectionRow, ProjectionOffset, ProjectionReject
 from schemas.codec import encode
 from schemas.topics import DETECTIONS, IMAGES
-from tests.conftest import new_camera_id, publish, wait_for
-from tests.integration.test_projection_handlers import detections_event, image_event
+from tests.factories import detections_event, image_event
+from tests.support import new_camera_id, publish, wait_for
 
 IMAGES_IN_STREAM = 300
 LABELS = ["person", "car", "dog"]
 
 
-def _count_rows(engine, camera_id: str) -> int:
-    with Session(engine) as session:
+def _count_rows(own_engine, camera_id: str) -> int:
+    with Session(own_engine) as session:
         return session.scalar(
             select(func.count())
             .select_from(DetectionRow)
@@ -26,27 +29,33 @@ def _count_rows(engine, camera_id: str) -> int:
         )
 
 
-def test_projector_killed_mid_stream_leaves_every_detection_once(stack, engine, producer):
+def test_projector_killed_mid_stream_leaves_every_detection_once(
+    own_stack, own_engine, own_producer
+):
     camera_id = new_camera_id("proj")
     group = f"projector-{uuid.uuid4().hex[:8]}"
     for index in range(IMAGES_IN_STREAM):
         image = image_event(camera_id, digest=f"{index:064x}")
-        producer.produce(IMAGES.name, key=camera_id.encode(), value=encode(image))
-        producer.produce(
+        own_producer.produce(IMAGES.name, key=camera_id.encode(), value=encode(image))
+        own_producer.produce(
             DETECTIONS.name, key=camera_id.encode(), value=encode(detections_event(image, LABELS))
         )
-    producer.flush(30)
+    own_producer.flush(30)
     expected = IMAGES_IN_STREAM * len(LABELS)
 
-    first = stack.start_app("projector", name=f"{group}-a", PROJECTOR_GROUP=group)
-    wait_for(lambda: _count_rows(engine, camera_id) > 0, timeout=60, what="first rows")
+    first = own_stack.start_app("projector", name=f"{group}-a", PROJECTOR_GROUP=group)
+    wait_for(lambda: _count_rows(own_engine, camera_id) > 0, timeout=60, what="first rows")
     first.kill()
-    assert _count_rows(engine, camera_id) < expected, "killed too late to test a crash mid-stream"
+    assert _count_rows(own_engine, camera_id) < expected, (
+        "killed too late to test a crash mid-stream"
+    )
 
-    second = stack.start_app("projector", name=f"{group}-b", PROJECTOR_GROUP=group)
+    second = own_stack.start_app("projector", name=f"{group}-b", PROJECTOR_GROUP=group)
     try:
-        wait_for(lambda: _count_rows(engine, camera_id) == expected, timeout=90, what="all rows")
-        with Session(engine) as session:
+        wait_for(
+            lambda: _count_rows(own_engine, camera_id) == expected, timeout=90, what="all rows"
+        )
+        with Session(own_engine) as session:
             per_image = session.execute(
                 select(DetectionRow.image_id, func.count())
                 .where(DetectionRow.camera_id == camera_id)
@@ -62,16 +71,18 @@ def test_projector_killed_mid_stream_leaves_every_detection_once(stack, engine, 
         second.stop()
 
 
-def test_undecodable_message_is_kept_as_a_reject_and_projection_continues(stack, engine, producer):
+def test_undecodable_message_is_kept_as_a_reject_and_projection_continues(
+    own_stack, own_engine, own_producer
+):
     camera_id = new_camera_id("poison")
     group = f"projector-{uuid.uuid4().hex[:8]}"
-    publish(producer, DETECTIONS.name, camera_id, b"{not json")
+    publish(own_producer, DETECTIONS.name, camera_id, b"{not json")
     image = image_event(camera_id)
-    publish(producer, DETECTIONS.name, camera_id, encode(detections_event(image, ["person"])))
-    projector = stack.start_app("projector", name=group, PROJECTOR_GROUP=group)
+    publish(own_producer, DETECTIONS.name, camera_id, encode(detections_event(image, ["person"])))
+    projector = own_stack.start_app("projector", name=group, PROJECTOR_GROUP=group)
     try:
-        wait_for(lambda: _count_rows(engine, camera_id) == 1, timeout=60, what="the good event")
-        with Session(engine) as session:
+        wait_for(lambda: _count_rows(own_engine, camera_id) == 1, timeout=60, what="the good event")
+        with Session(own_engine) as session:
             rejects = session.scalars(
                 select(ProjectionReject).where(
                     ProjectionReject.consumer == group, ProjectionReject.raw == "{not json"
@@ -83,55 +94,57 @@ def test_undecodable_message_is_kept_as_a_reject_and_projection_continues(stack,
         projector.stop()
 
 
-def test_projector_waits_out_a_postgres_outage(stack, engine, producer):
+def test_projector_waits_out_a_postgres_outage(stack, own_stack, own_engine, own_producer):
     if stack.postgres is None:
         import pytest
 
         pytest.skip("Postgres is external (DATABASE_URL); the test cannot stop it")
     camera_id = new_camera_id("outage")
     group = f"projector-{uuid.uuid4().hex[:8]}"
-    projector = stack.start_app("projector", name=group, PROJECTOR_GROUP=group)
+    projector = own_stack.start_app("projector", name=group, PROJECTOR_GROUP=group)
     try:
         image = image_event(camera_id, digest="1" * 64)
-        publish(producer, DETECTIONS.name, camera_id, encode(detections_event(image, ["person"])))
-        wait_for(lambda: _count_rows(engine, camera_id) == 1, timeout=60, what="first event")
+        publish(
+            own_producer, DETECTIONS.name, camera_id, encode(detections_event(image, ["person"]))
+        )
+        wait_for(lambda: _count_rows(own_engine, camera_id) == 1, timeout=60, what="first event")
         stack.postgres.stop()
         for index in range(20):
             image = image_event(camera_id, digest=f"{index + 100:064x}")
-            producer.produce(
+            own_producer.produce(
                 DETECTIONS.name,
                 key=camera_id.encode(),
                 value=encode(detections_event(image, ["car", "bus"])),
             )
-        producer.flush(10)
+        own_producer.flush(10)
         wait_for(
             lambda: "unavailable" in projector.log_tail(200),
             timeout=30,
             what="the projector to notice the outage",
         )
         stack.postgres.start()
-        engine.dispose()
-        wait_for(lambda: _count_rows(engine, camera_id) == 41, timeout=90, what="catch-up")
+        own_engine.dispose()
+        wait_for(lambda: _count_rows(own_engine, camera_id) == 41, timeout=90, what="catch-up")
         assert projector.alive()
-        with engine.connect() as connection:
+        with own_engine.connect() as connection:
             assert connection.execute(text("SELECT 1")).scalar() == 1
     finally:
         projector.stop()
 
 
 def test_event_the_database_refuses_is_kept_as_a_reject_and_projection_continues(
-    stack, engine, producer
+    own_stack, own_engine, own_producer
 ):
     camera_id = new_camera_id("refused")
     group = f"projector-{uuid.uuid4().hex[:8]}"
     too_long = detections_event(image_event(camera_id, digest="2" * 64), ["x" * 100])
-    publish(producer, DETECTIONS.name, camera_id, encode(too_long))
+    publish(own_producer, DETECTIONS.name, camera_id, encode(too_long))
     good = detections_event(image_event(camera_id, digest="3" * 64), ["person"])
-    publish(producer, DETECTIONS.name, camera_id, encode(good))
-    projector = stack.start_app("projector", name=group, PROJECTOR_GROUP=group)
+    publish(own_producer, DETECTIONS.name, camera_id, encode(good))
+    projector = own_stack.start_app("projector", name=group, PROJECTOR_GROUP=group)
     try:
-        wait_for(lambda: _count_rows(engine, camera_id) == 1, timeout=60, what="the good event")
-        with Session(engine) as session:
+        wait_for(lambda: _count_rows(own_engine, camera_id) == 1, timeout=60, what="the good event")
+        with Session(own_engine) as session:
             [reject] = session.scalars(
                 select(ProjectionReject).where(
                     ProjectionReject.consumer == group,

@@ -1,28 +1,14 @@
-from datetime import UTC, datetime
-
 import pytest
 
 from schemas.codec import UndecodableMessage, UnsupportedSchemaVersion, decode, encode
-from schemas.images import ImageReceived, image_id_for
+from schemas.images import image_id_for
 from schemas.system import DeadLetterRequeued, DeadLettersCleared
-from schemas.topics import ALL_TOPICS, DEAD_LETTER_TOPICS, DETECTIONS, IMAGES, topic_named
-
-
-def _image(**overrides) -> ImageReceived:
-    values = dict(
-        image_id=image_id_for("front_door", "a" * 64),
-        camera_id="front_door",
-        file_path="/cams/front_door/a.jpg",
-        sha256="a" * 64,
-        size_bytes=10,
-        file_modified_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-    )
-    values.update(overrides)
-    return ImageReceived(**values)
+from schemas.topics import ALL_TOPICS, DEAD_LETTER_TOPICS, DETECTIONS, IMAGES
+from tests.factories import image_event
 
 
 def test_round_trip_keeps_every_field():
-    event = _image()
+    event = image_event()
     assert decode(IMAGES, encode(event)) == event
 
 
@@ -47,20 +33,20 @@ def test_decode_rejects_with_reason(raw, reason):
 
 
 def test_decode_names_the_failing_fields():
-    raw = encode(_image()).replace(b'"size_bytes":10', b'"size_bytes":-1')
+    raw = encode(image_event()).replace(b'"size_bytes":1234', b'"size_bytes":-1')
     with pytest.raises(UndecodableMessage, match="size_bytes: Input should be greater than"):
         decode(IMAGES, raw)
 
 
 def test_decode_refuses_a_future_schema_version():
-    raw = encode(_image()).replace(b'"schema_version":1', b'"schema_version":2')
+    raw = encode(image_event()).replace(b'"schema_version":1', b'"schema_version":2')
     with pytest.raises(UnsupportedSchemaVersion, match="schema_version 2 is newer than"):
         decode(IMAGES, raw)
 
 
 def test_a_topic_refuses_another_topics_event():
     with pytest.raises(UndecodableMessage, match=r"vigil\.detections"):
-        decode(DETECTIONS, encode(_image()))
+        decode(DETECTIONS, encode(image_event()))
 
 
 def test_topic_names_are_unique():
@@ -80,8 +66,3 @@ def test_a_dead_letter_topic_carries_letters_and_what_became_of_them():
     for topic in DEAD_LETTER_TOPICS.values():
         assert decode(topic, encode(requeued)) == requeued
         assert decode(topic, encode(cleared)) == cleared
-
-
-def test_topic_named_knows_only_declared_topics():
-    assert topic_named(IMAGES.name) is IMAGES
-    assert topic_named("vigil.nope") is None

@@ -6,26 +6,16 @@ import json
 
 import pytest
 
-from api.commands import Delivered, NotDelivered, Outgoing
 from api.dead_letters import DeliveryIncomplete, cleared_events, requeue_letters, requeue_value
 from api.queries.dlq import QUEUES, why_not_requeueable
-from projections.tables import DeadLetterRow
 from schemas.codec import decode, encode
 from schemas.topics import DLQ_DETECTION, IMAGES
-from tests.unit.test_codec import _image
-
-
-def _letter(**values) -> DeadLetterRow:
-    defaults = {
-        "source_topic": IMAGES.name,
-        "original_encoding": "json",
-        "error_type": "TimeoutError",
-    }
-    return DeadLetterRow(**{**defaults, **values})
+from tests.factories import image_event, letter_row
+from tests.fakes import FakeSender
 
 
 def test_requeue_value_decodes_to_the_original_event():
-    event = _image(file_path="/cams/front_door/é.jpg")
+    event = image_event(file_path="/cams/front_door/é.jpg")
     assert decode(IMAGES, requeue_value(json.loads(encode(event)))) == event
 
 
@@ -34,7 +24,7 @@ def test_requeue_value_is_compact_utf8_json():
 
 
 def test_a_json_letter_from_a_vigil_topic_can_be_requeued():
-    assert why_not_requeueable(_letter()) is None
+    assert why_not_requeueable(letter_row()) is None
 
 
 @pytest.mark.parametrize(
@@ -47,7 +37,7 @@ def test_a_json_letter_from_a_vigil_topic_can_be_requeued():
     ],
 )
 def test_letters_that_cannot_be_requeued_say_why(values, reason):
-    assert reason in (why_not_requeueable(_letter(**values)) or "")
+    assert reason in (why_not_requeueable(letter_row(**values)) or "")
 
 
 def test_cleared_events_are_one_per_camera_in_order():
@@ -80,34 +70,15 @@ def test_queue_names_follow_the_spec():
     ]
 
 
-class FakeSender:
-    """Keeps what it is given; refuses messages with a key in `refuse` or on `refuse_topic`."""
-
-    def __init__(self, refuse: tuple[str, ...] = (), refuse_topic: str = "") -> None:
-        self.stored: list[Outgoing] = []
-        self.refuse = refuse
-        self.refuse_topic = refuse_topic
-
-    def deliver(self, messages: list[Outgoing]) -> list[Delivered | NotDelivered]:
-        results: list[Delivered | NotDelivered] = []
-        for message in messages:
-            if message.key in self.refuse or message.topic == self.refuse_topic:
-                results.append(NotDelivered("Local: Message timed out"))
-            else:
-                self.stored.append(message)
-                results.append(Delivered(partition=1, offset=len(self.stored) - 1))
-        return results
-
-
 DETECTION_QUEUE = QUEUES["dlq:detection_queue"]
 
 
-def _image_letters(*cameras: str) -> list[DeadLetterRow]:
+def _image_letters(*cameras: str):
     return [
-        _letter(
+        letter_row(
             dead_letter_id=f"letter-{camera}",
             camera_id=camera,
-            original=json.loads(encode(_image(camera_id=camera))),
+            original=json.loads(encode(image_event(camera_id=camera))),
         )
         for camera in cameras
     ]

@@ -11,9 +11,7 @@ from api.commands import CommandNotDelivered, CommandSender
 from schemas.batches import FlushBatch
 from schemas.envelope import utcnow
 from schemas.topics import BATCH_COMMANDS, ENRICHMENT_COMMANDS
-from tests.conftest import new_camera_id
-from tests.integration.api.seeding import (
-    TopicWatcher,
+from tests.factories import (
     analysis_failed,
     apply,
     closed,
@@ -23,6 +21,7 @@ from tests.integration.api.seeding import (
     progressed,
     recorded,
 )
+from tests.support import TopicWatcher, new_camera_id
 
 BASE = datetime(2026, 5, 1, 6, 0, tzinfo=UTC)
 ITEM_KEYS = {

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy.orm import Session
 
 from projections.handlers import detections_produced
-from tests.conftest import new_camera_id
-from tests.integration.test_projection_handlers import detections_event, image_event
+from tests.factories import detections_event, image_event
+from tests.support import new_camera_id
 
 BASE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

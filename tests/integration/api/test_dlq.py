@@ -1,10 +1,11 @@
-"""/api/dlq against the real Kafka and Postgres, with a projector of this module's own.
+"""/api/dlq against a real Kafka broker and Postgres database of this module's own, with a
+projector of its own.
 
 Dead letters are real DeadLettered events on the dead-letter topics (originals: a real
 ImageReceived, DetectionsProduced or BatchClosed). Requeue and clear act on the oldest
-letters of a whole queue, so a test that needs to know the whole queue empties it first
-(through the API). That clears whatever earlier modules left pending too: it changes their
-letters' DLQ view only, which nothing but this module reads.
+letters of a whole queue, and their events reach every projection of the topics: so this
+module runs on services no other module uses, and a test that needs to know the whole
+queue empties it first (through the API).
 """
 
 from __future__ import annotations
@@ -29,19 +30,23 @@ from projections.tables import DeadLetterAction
 from schemas.codec import decode, encode
 from schemas.system import DeadLettersCleared
 from schemas.topics import BATCHES, DEAD_LETTER_TOPICS, IMAGES, TopicSpec
-from tests.conftest import new_camera_id, wait_for
-from tests.integration.api.dlq_seeding import (
+from tests.factories import (
+    apply,
     batch_letter,
-    collect,
     detections_letter,
     ids_of,
     image_letter,
-    read_back,
-    seed,
     unrequeueable_letter,
 )
-from tests.integration.api.seeding import TopicWatcher, apply
-from tests.unit.test_dlq import FakeSender
+from tests.fakes import FakeSender
+from tests.support import (
+    TopicWatcher,
+    new_camera_id,
+    read_back,
+    wait_for,
+)
+from tests.support import collect_about_letters as collect
+from tests.support import seed_letters as seed
 
 pytestmark = pytest.mark.usefixtures("projector")
 
@@ -67,15 +72,15 @@ JOB_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def projector(stack, engine) -> Iterator[str]:
+def projector(own_stack, own_engine) -> Iterator[str]:
     """A projector with a group of its own, caught up on the dead-letter topics."""
     group = f"dlq-projector-{uuid.uuid4().hex[:8]}"
-    process = stack.start_app("projector", name=group, PROJECTOR_GROUP=group)
-    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    process = own_stack.start_app("projector", name=group, PROJECTOR_GROUP=group)
+    admin = AdminClient({"bootstrap.servers": own_stack.kafka_bootstrap})
 
     def caught_up() -> bool:
         try:
-            with Session(engine) as session:
+            with Session(own_engine) as session:
                 lag = projector_lag(admin, session, group, list(DEAD_LETTER_TOPICS.values()))
         except KafkaException:  # topics just created: no leader for a partition yet
             return False
@@ -96,35 +101,35 @@ def _ok(reply) -> dict[str, Any]:
     return reply.json()
 
 
-def _jobs(api_client, queue: str, **params) -> dict[str, Any]:
-    return _ok(api_client.get(f"/api/dlq/jobs/{queue}", params=params))
+def _jobs(own_api_client, queue: str, **params) -> dict[str, Any]:
+    return _ok(own_api_client.get(f"/api/dlq/jobs/{queue}", params=params))
 
 
-def _pending(api_client, queue: str) -> list[str]:
-    return [job["dead_letter_id"] for job in _jobs(api_client, queue, limit=1000)["jobs"]]
+def _pending(own_api_client, queue: str) -> list[str]:
+    return [job["dead_letter_id"] for job in _jobs(own_api_client, queue, limit=1000)["jobs"]]
 
 
-def _stats(api_client) -> dict[str, int]:
-    return _ok(api_client.get("/api/dlq/stats"))
+def _stats(own_api_client) -> dict[str, int]:
+    return _ok(own_api_client.get("/api/dlq/stats"))
 
 
-def _empty(api_client, queue: str) -> None:
+def _empty(own_api_client, queue: str) -> None:
     """Clear the whole queue, so that the test knows every letter in it."""
-    _ok(api_client.delete(f"/api/dlq/{queue}"))
-    assert _jobs(api_client, queue)["count"] == 0
+    _ok(own_api_client.delete(f"/api/dlq/{queue}"))
+    assert _jobs(own_api_client, queue)["count"] == 0
 
 
-def _action(engine: Engine, dead_letter_id: str) -> DeadLetterAction | None:
-    with Session(engine) as session:
+def _action(own_engine: Engine, dead_letter_id: str) -> DeadLetterAction | None:
+    with Session(own_engine) as session:
         return session.get(DeadLetterAction, dead_letter_id)
 
 
-def _requeued_as(stack, engine, dead_letter_id: str, topic: TopicSpec) -> tuple[str, Any]:
+def _requeued_as(own_stack, own_engine, dead_letter_id: str, topic: TopicSpec) -> tuple[str, Any]:
     """Where the projection says the letter went, read back and decoded."""
-    action = _action(engine, dead_letter_id)
+    action = _action(own_engine, dead_letter_id)
     assert action is not None and action.action == "requeued"
     key, value = read_back(
-        stack.kafka_bootstrap, topic.name, action.requeued_partition, action.requeued_offset
+        own_stack.kafka_bootstrap, topic.name, action.requeued_partition, action.requeued_offset
     )
     return key, decode(topic, value)
 
@@ -132,12 +137,12 @@ def _requeued_as(stack, engine, dead_letter_id: str, topic: TopicSpec) -> tuple[
 # --- stats and listing --------------------------------------------------------------------
 
 
-def test_stats_count_pending_letters_per_queue(api_client, engine, producer):
-    before = _stats(api_client)
+def test_stats_count_pending_letters_per_queue(own_api_client, own_engine, own_producer):
+    before = _stats(own_api_client)
     camera = new_camera_id("dlq")
     seed(
-        producer,
-        engine,
+        own_producer,
+        own_engine,
         *(image_letter(camera, m)[0] for m in (0, 1)),
         detections_letter(camera, 2)[0],
         *(batch_letter(camera, m)[0] for m in (3, 4, 5)),
@@ -148,19 +153,19 @@ def test_stats_count_pending_letters_per_queue(api_client, engine, producer):
         "analysis_queue_count": 3,
         "total_count": 6,
     }
-    assert _stats(api_client) == {key: before[key] + added[key] for key in added}
+    assert _stats(own_api_client) == {key: before[key] + added[key] for key in added}
 
 
-def test_list_jobs_oldest_first_with_every_field(api_client, engine, producer):
-    _empty(api_client, DETECTION)
+def test_list_jobs_oldest_first_with_every_field(own_api_client, own_engine, own_producer):
+    _empty(own_api_client, DETECTION)
     first, second = new_camera_id("dlq"), new_camera_id("dlq")
     (late, _), (oldest, image), (middle, _) = (
         image_letter(first, 2),
         image_letter(second, 0),
         image_letter(first, 1),
     )
-    seed(producer, engine, late, oldest, middle)
-    body = _jobs(api_client, DETECTION)
+    seed(own_producer, own_engine, late, oldest, middle)
+    body = _jobs(own_api_client, DETECTION)
     assert (body["queue_name"], body["count"]) == (DETECTION, 3)
     assert [j["dead_letter_id"] for j in body["jobs"]] == ids_of([oldest, middle, late])
     assert all(set(job) == JOB_KEYS for job in body["jobs"])
@@ -182,12 +187,12 @@ def test_list_jobs_oldest_first_with_every_field(api_client, engine, producer):
     }
 
 
-def test_list_jobs_pages_with_start_and_limit(api_client, engine, producer):
-    _empty(api_client, ANALYSIS)
+def test_list_jobs_pages_with_start_and_limit(own_api_client, own_engine, own_producer):
+    _empty(own_api_client, ANALYSIS)
     camera = new_camera_id("dlq")
-    ids = seed(producer, engine, *(batch_letter(camera, m)[0] for m in range(5)))
+    ids = seed(own_producer, own_engine, *(batch_letter(camera, m)[0] for m in range(5)))
     pages = [
-        _jobs(api_client, ANALYSIS, start=start, limit=limit)
+        _jobs(own_api_client, ANALYSIS, start=start, limit=limit)
         for start, limit in ((0, 2), (2, 2), (4, 2), (5, 100))
     ]
     assert [[j["dead_letter_id"] for j in p["jobs"]] for p in pages] == [
@@ -197,7 +202,7 @@ def test_list_jobs_pages_with_start_and_limit(api_client, engine, producer):
         [],
     ]
     assert {p["count"] for p in pages} == {5}
-    assert len(_jobs(api_client, ANALYSIS)["jobs"]) == 5  # default limit 100
+    assert len(_jobs(own_api_client, ANALYSIS)["jobs"]) == 5  # default limit 100
 
 
 @pytest.mark.parametrize(
@@ -209,8 +214,8 @@ def test_list_jobs_pages_with_start_and_limit(api_client, engine, producer):
         ({"start": "first"}, "start", "valid integer"),
     ],
 )
-def test_list_jobs_rejects_bad_paging(api_client, params, field, message):
-    reply = api_client.get(f"/api/dlq/jobs/{DETECTION}", params=params)
+def test_list_jobs_rejects_bad_paging(own_api_client, params, field, message):
+    reply = own_api_client.get(f"/api/dlq/jobs/{DETECTION}", params=params)
     assert reply.status_code == 422
     [error] = reply.json()["detail"]
     assert error["loc"] == ["query", field]
@@ -227,8 +232,8 @@ def test_list_jobs_rejects_bad_paging(api_client, params, field, message):
     ],
 )
 @pytest.mark.parametrize("name", ["dlq:nope", "detection_queue"])
-def test_unknown_queue_is_404_naming_the_queues(api_client, method, path, name):
-    reply = api_client.request(method, path.format(name))
+def test_unknown_queue_is_404_naming_the_queues(own_api_client, method, path, name):
+    reply = own_api_client.request(method, path.format(name))
     assert reply.status_code == 404
     assert reply.json()["detail"] == (
         f"unknown queue '{name}': the queues are "
@@ -239,17 +244,19 @@ def test_unknown_queue_is_404_naming_the_queues(api_client, method, path, name):
 # --- requeue ------------------------------------------------------------------------------
 
 
-def test_requeue_sends_the_oldest_letter_back_to_its_topic(api_client, engine, producer, stack):
-    _empty(api_client, DETECTION)
+def test_requeue_sends_the_oldest_letter_back_to_its_topic(
+    own_api_client, own_engine, own_producer, own_stack
+):
+    _empty(own_api_client, DETECTION)
     first, second = new_camera_id("dlq"), new_camera_id("dlq")
     (middle, _), (oldest, image), (late, _) = (
         image_letter(second, 1),
         image_letter(first, 0),
         image_letter(first, 2),
     )
-    seed(producer, engine, middle, oldest, late)
-    before = _stats(api_client)
-    body = _ok(api_client.post(f"/api/dlq/requeue/{DETECTION}"))
+    seed(own_producer, own_engine, middle, oldest, late)
+    before = _stats(own_api_client)
+    body = _ok(own_api_client.post(f"/api/dlq/requeue/{DETECTION}"))
     assert body == {
         "queue_name": DETECTION,
         "requeued": 1,
@@ -258,19 +265,19 @@ def test_requeue_sends_the_oldest_letter_back_to_its_topic(api_client, engine, p
         "not_requeueable": 0,
         "message": f"requeued 1 letter of {DETECTION}",
     }
-    assert _requeued_as(stack, engine, str(oldest.event_id), IMAGES) == (first, image)
-    assert _pending(api_client, DETECTION) == ids_of([middle, late])
-    after = _stats(api_client)
+    assert _requeued_as(own_stack, own_engine, str(oldest.event_id), IMAGES) == (first, image)
+    assert _pending(own_api_client, DETECTION) == ids_of([middle, late])
+    after = _stats(own_api_client)
     assert after["detection_queue_count"] == before["detection_queue_count"] - 1
     assert after["total_count"] == before["total_count"] - 1
 
 
-def test_requeue_an_empty_queue_requeues_nothing(api_client):
-    _empty(api_client, ENRICHMENT)
+def test_requeue_an_empty_queue_requeues_nothing(own_api_client):
+    _empty(own_api_client, ENRICHMENT)
     for path in ("requeue", "requeue-all"):
-        body = _ok(api_client.post(f"/api/dlq/{path}/{ENRICHMENT}"))
+        body = _ok(own_api_client.post(f"/api/dlq/{path}/{ENRICHMENT}"))
         assert (body["requeued"], body["dead_letter_ids"], body["remaining"]) == (0, [], 0)
-    assert _ok(api_client.post(f"/api/dlq/requeue/{ENRICHMENT}"))["message"] == (
+    assert _ok(own_api_client.post(f"/api/dlq/requeue/{ENRICHMENT}"))["message"] == (
         f"queue {ENRICHMENT} is empty: nothing to requeue"
     )
 
@@ -285,29 +292,31 @@ def test_requeue_an_empty_queue_requeues_nothing(api_client):
     ],
     ids=["text", "base64", "sourceless", "foreign"],
 )
-def test_requeue_refuses_a_letter_it_cannot_send(api_client, engine, producer, kind, reason):
-    _empty(api_client, DETECTION)
+def test_requeue_refuses_a_letter_it_cannot_send(
+    own_api_client, own_engine, own_producer, kind, reason
+):
+    _empty(own_api_client, DETECTION)
     camera = new_camera_id("dlq")
     bad = unrequeueable_letter(kind, "detection", camera, 0)
     good, _ = image_letter(camera, 1)
-    seed(producer, engine, bad, good)
-    reply = api_client.post(f"/api/dlq/requeue/{DETECTION}")
+    seed(own_producer, own_engine, bad, good)
+    reply = own_api_client.post(f"/api/dlq/requeue/{DETECTION}")
     assert reply.status_code == 409, reply.text
     detail = reply.json()["detail"]
     assert detail.startswith(
         f"the oldest letter of {DETECTION} ({bad.event_id}) cannot be requeued: {reason}"
     )
     assert detail.endswith(". Clear the queue to drop it; requeue-all skips it.")
-    assert _pending(api_client, DETECTION) == ids_of([bad, good])
-    assert _action(engine, str(bad.event_id)) is None
+    assert _pending(own_api_client, DETECTION) == ids_of([bad, good])
+    assert _action(own_engine, str(bad.event_id)) is None
 
 
-def test_requeue_all_empties_the_queue(api_client, engine, producer, stack):
-    _empty(api_client, ANALYSIS)
+def test_requeue_all_empties_the_queue(own_api_client, own_engine, own_producer, own_stack):
+    _empty(own_api_client, ANALYSIS)
     first, second = new_camera_id("dlq"), new_camera_id("dlq")
     seeded = [batch_letter(camera, m) for m, camera in enumerate([first, second, second, first])]
-    ids = seed(producer, engine, *(letter for letter, _ in seeded))
-    body = _ok(api_client.post(f"/api/dlq/requeue-all/{ANALYSIS}"))
+    ids = seed(own_producer, own_engine, *(letter for letter, _ in seeded))
+    body = _ok(own_api_client.post(f"/api/dlq/requeue-all/{ANALYSIS}"))
     assert body == {
         "queue_name": ANALYSIS,
         "requeued": 4,
@@ -316,20 +325,22 @@ def test_requeue_all_empties_the_queue(api_client, engine, producer, stack):
         "not_requeueable": 0,
         "message": f"requeued 4 letters of {ANALYSIS}",
     }
-    assert _jobs(api_client, ANALYSIS) == {"queue_name": ANALYSIS, "jobs": [], "count": 0}
+    assert _jobs(own_api_client, ANALYSIS) == {"queue_name": ANALYSIS, "jobs": [], "count": 0}
     for letter, batch in seeded:
-        assert _requeued_as(stack, engine, str(letter.event_id), BATCHES) == (
+        assert _requeued_as(own_stack, own_engine, str(letter.event_id), BATCHES) == (
             letter.camera_id,
             batch,
         )
 
 
-def test_requeue_all_takes_at_most_the_limit_per_call(api_client, engine, producer, monkeypatch):
+def test_requeue_all_takes_at_most_the_limit_per_call(
+    own_api_client, own_engine, own_producer, monkeypatch
+):
     monkeypatch.setattr("api.routes.dlq.REQUEUE_ALL_LIMIT", 2)
-    _empty(api_client, DETECTION)
+    _empty(own_api_client, DETECTION)
     camera = new_camera_id("dlq")
-    ids = seed(producer, engine, *(image_letter(camera, m)[0] for m in range(3)))
-    calls = [_ok(api_client.post(f"/api/dlq/requeue-all/{DETECTION}")) for _ in range(3)]
+    ids = seed(own_producer, own_engine, *(image_letter(camera, m)[0] for m in range(3)))
+    calls = [_ok(own_api_client.post(f"/api/dlq/requeue-all/{DETECTION}")) for _ in range(3)]
     assert [(c["dead_letter_ids"], c["remaining"]) for c in calls] == [
         (ids[:2], 1),
         (ids[2:], 0),
@@ -337,51 +348,53 @@ def test_requeue_all_takes_at_most_the_limit_per_call(api_client, engine, produc
     ]
 
 
-def test_requeue_all_skips_letters_it_cannot_send(api_client, engine, producer):
-    _empty(api_client, ENRICHMENT)
+def test_requeue_all_skips_letters_it_cannot_send(own_api_client, own_engine, own_producer):
+    _empty(own_api_client, ENRICHMENT)
     camera = new_camera_id("dlq")
     text_letter = unrequeueable_letter("text", "enrichment", camera, 0)
     sourceless = unrequeueable_letter("sourceless", "enrichment", camera, 3)
     good = [detections_letter(camera, m)[0] for m in (1, 2)]
-    seed(producer, engine, text_letter, *good, sourceless)
-    body = _ok(api_client.post(f"/api/dlq/requeue-all/{ENRICHMENT}"))
+    seed(own_producer, own_engine, text_letter, *good, sourceless)
+    body = _ok(own_api_client.post(f"/api/dlq/requeue-all/{ENRICHMENT}"))
     assert (body["requeued"], body["dead_letter_ids"]) == (2, ids_of(good))
     assert (body["remaining"], body["not_requeueable"]) == (2, 2)
-    assert _pending(api_client, ENRICHMENT) == ids_of([text_letter, sourceless])
+    assert _pending(own_api_client, ENRICHMENT) == ids_of([text_letter, sourceless])
 
 
-def test_concurrent_requeues_take_different_letters(api_client, engine, producer):
-    _empty(api_client, DETECTION)
+def test_concurrent_requeues_take_different_letters(own_api_client, own_engine, own_producer):
+    _empty(own_api_client, DETECTION)
     camera = new_camera_id("dlq")
-    ids = seed(producer, engine, *(image_letter(camera, m)[0] for m in range(3)))
+    ids = seed(own_producer, own_engine, *(image_letter(camera, m)[0] for m in range(3)))
     with ThreadPoolExecutor(max_workers=3) as pool:
         replies = list(
-            pool.map(lambda _: api_client.post(f"/api/dlq/requeue/{DETECTION}"), range(3))
+            pool.map(lambda _: own_api_client.post(f"/api/dlq/requeue/{DETECTION}"), range(3))
         )
     taken = [i for reply in replies for i in _ok(reply)["dead_letter_ids"]]
     assert sorted(taken) == sorted(ids)
-    assert _pending(api_client, DETECTION) == []
+    assert _pending(own_api_client, DETECTION) == []
 
 
 @pytest.mark.parametrize(
     ("method", "path"), [("POST", "/api/dlq/requeue-all/{}"), ("DELETE", "/api/dlq/{}")]
 )
 def test_answers_202_when_the_queue_does_not_show_it_in_time(
-    api_client, engine, producer, method, path
+    own_api_client, own_engine, own_producer, method, path
 ):
-    _empty(api_client, ANALYSIS)
-    ids = seed(producer, engine, *(batch_letter(new_camera_id("dlq"), m)[0] for m in (0, 1)))
-    services = api_client.app.state.services
+    _empty(own_api_client, ANALYSIS)
+    ids = seed(
+        own_producer, own_engine, *(batch_letter(new_camera_id("dlq"), m)[0] for m in (0, 1))
+    )
+    services = own_api_client.app.state.services
     saved = services.commands, services.flush_wait_s
     # Kafka takes every message, but nothing of it reaches the projection.
     services.commands, services.flush_wait_s = FakeSender(), 0.3
     try:
-        reply = api_client.request(method, path.format(ANALYSIS))
+        reply = own_api_client.request(method, path.format(ANALYSIS))
     finally:
         services.commands, services.flush_wait_s = saved
     assert reply.status_code == 202, reply.text
     assert reply.json()["message"].endswith("; the queue had not caught up yet")
-    assert _pending(api_client, ANALYSIS) == ids
+    assert _pending(own_api_client, ANALYSIS) == ids
     if method == "POST":
         body = reply.json()
         assert (body["requeued"], body["dead_letter_ids"], body["remaining"]) == (2, ids, 0)
@@ -390,9 +403,11 @@ def test_answers_202_when_the_queue_does_not_show_it_in_time(
 # --- clear --------------------------------------------------------------------------------
 
 
-def test_clear_empties_the_queue_with_one_event_per_camera(api_client, engine, producer, stack):
-    _empty(api_client, ENRICHMENT)
-    watcher = TopicWatcher(stack.kafka_bootstrap, DEAD_LETTER_TOPICS["enrichment"])
+def test_clear_empties_the_queue_with_one_event_per_camera(
+    own_api_client, own_engine, own_producer, own_stack
+):
+    _empty(own_api_client, ENRICHMENT)
+    watcher = TopicWatcher(own_stack.kafka_bootstrap, DEAD_LETTER_TOPICS["enrichment"])
     first, second = new_camera_id("dlq"), new_camera_id("dlq")
     letters = [
         detections_letter(first, 0)[0],
@@ -400,9 +415,9 @@ def test_clear_empties_the_queue_with_one_event_per_camera(api_client, engine, p
         detections_letter(first, 2)[0],
         unrequeueable_letter("sourceless", "enrichment", first, 3),
     ]
-    seed(producer, engine, *letters)
+    seed(own_producer, own_engine, *letters)
     try:
-        body = _ok(api_client.delete(f"/api/dlq/{ENRICHMENT}"))
+        body = _ok(own_api_client.delete(f"/api/dlq/{ENRICHMENT}"))
         ids = ids_of(letters)
         events = collect(watcher, set(ids), len(letters) + 3)
     finally:
@@ -412,28 +427,28 @@ def test_clear_empties_the_queue_with_one_event_per_camera(api_client, engine, p
         "cleared": 4,
         "message": f"cleared 4 letters of {ENRICHMENT}",
     }
-    assert _jobs(api_client, ENRICHMENT) == {"queue_name": ENRICHMENT, "jobs": [], "count": 0}
-    assert _stats(api_client)["enrichment_queue_count"] == 0
+    assert _jobs(own_api_client, ENRICHMENT) == {"queue_name": ENRICHMENT, "jobs": [], "count": 0}
+    assert _stats(own_api_client)["enrichment_queue_count"] == 0
     cleared = {
         key: event.dead_letter_ids for key, event in events if isinstance(event, DeadLettersCleared)
     }
     assert cleared == {first: (ids[0], ids[2]), second: (ids[1],), None: (ids[3],)}
-    assert {_action(engine, i).action for i in ids} == {"cleared"}
+    assert {_action(own_engine, i).action for i in ids} == {"cleared"}
 
 
 # --- replay -------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def fresh_databases(stack, engine) -> Iterator[list[Engine]]:
+def fresh_databases(own_stack, own_engine) -> Iterator[list[Engine]]:
     """Two empty read-model databases (schemas of the test database, migrated to head)."""
     schemas = [f"dlq_replay_{uuid.uuid4().hex[:8]}" for _ in range(2)]
     engines = []
     try:
         for schema in schemas:
-            with engine.begin() as connection:
+            with own_engine.begin() as connection:
                 connection.execute(text(f"CREATE SCHEMA {schema}"))
-            url = make_url(stack.database_url).update_query_dict(
+            url = make_url(own_stack.database_url).update_query_dict(
                 {"options": f"-csearch_path={schema}"}
             )
             migrate(url.render_as_string(hide_password=False))
@@ -442,7 +457,7 @@ def fresh_databases(stack, engine) -> Iterator[list[Engine]]:
     finally:
         for fresh in engines:
             fresh.dispose()
-        with engine.begin() as connection:
+        with own_engine.begin() as connection:
             for schema in schemas:
                 connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
 
@@ -456,25 +471,25 @@ def _queue_in(fresh: Engine) -> tuple[list[str], dict[str, str]]:
 
 
 def test_replay_in_any_order_gives_the_same_queue(
-    api_client, engine, producer, stack, fresh_databases
+    own_api_client, own_engine, own_producer, own_stack, fresh_databases
 ):
-    _empty(api_client, DETECTION)
-    watcher = TopicWatcher(stack.kafka_bootstrap, DEAD_LETTER_TOPICS["detection"])
+    _empty(own_api_client, DETECTION)
+    watcher = TopicWatcher(own_stack.kafka_bootstrap, DEAD_LETTER_TOPICS["detection"])
     first, second = new_camera_id("dlq"), new_camera_id("dlq")
     try:
         early = [image_letter(first, 0)[0], image_letter(second, 1)[0]]
-        seed(producer, engine, *early)
-        _ok(api_client.post(f"/api/dlq/requeue/{DETECTION}"))  # the first camera's
-        _ok(api_client.delete(f"/api/dlq/{DETECTION}"))  # the second camera's
+        seed(own_producer, own_engine, *early)
+        _ok(own_api_client.post(f"/api/dlq/requeue/{DETECTION}"))  # the first camera's
+        _ok(own_api_client.delete(f"/api/dlq/{DETECTION}"))  # the second camera's
         later = [image_letter(first, 2)[0], image_letter(second, 3)[0]]
-        seed(producer, engine, *later)
-        _ok(api_client.post(f"/api/dlq/requeue/{DETECTION}"))  # the first camera's again
+        seed(own_producer, own_engine, *later)
+        _ok(own_api_client.post(f"/api/dlq/requeue/{DETECTION}"))  # the first camera's again
         letters = early + later
         # four letters, two requeued, one cleared
         events = [event for _, event in collect(watcher, set(ids_of(letters)), 7)]
     finally:
         watcher.close()
-    pending = _pending(api_client, DETECTION)
+    pending = _pending(own_api_client, DETECTION)
     assert pending == [str(later[1].event_id)]
 
     in_order, reversed_twice = fresh_databases

@@ -12,9 +12,7 @@ from schemas.detections import BoundingBox, Detection
 from schemas.enrichments import ReprocessEnrichment
 from schemas.envelope import utcnow
 from schemas.topics import ENRICHMENT_COMMANDS
-from tests.conftest import new_camera_id
-from tests.integration.api.seeding import (
-    TopicWatcher,
+from tests.factories import (
     apply,
     closed,
     detections,
@@ -25,6 +23,7 @@ from tests.integration.api.seeding import (
     recorded,
     reprocessed,
 )
+from tests.support import TopicWatcher, new_camera_id
 
 BASE = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 ITEM_KEYS = {

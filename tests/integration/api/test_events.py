@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import new_camera_id
-from tests.integration.api.seeding import (
+from tests.factories import (
     apply,
     closed,
     detections,
@@ -18,6 +17,7 @@ from tests.integration.api.seeding import (
     recorded,
     reprocessed,
 )
+from tests.support import new_camera_id
 
 BASE = datetime(2026, 4, 1, 8, 0, tzinfo=UTC)
 EVENT_KEYS = {

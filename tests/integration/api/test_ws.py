@@ -30,8 +30,8 @@ from api.main import create_app
 from schemas.codec import encode
 from schemas.envelope import utcnow
 from schemas.topics import SECURITY_EVENTS
-from tests.conftest import new_camera_id, publish, wait_for
-from tests.integration.api.seeding import closed, opened, recorded
+from tests.factories import closed, opened, recorded
+from tests.support import new_camera_id, publish, wait_for
 from vigil.devservices.kafka import KafkaService, create_topics, start_kafka
 
 TIMEOUT_S = 15.0

@@ -1,0 +1,342 @@
+"""Builders of real pipeline events and read-model rows, shared by every test.
+
+Every builder returns the event the pipeline itself would produce (validated by its
+schema); `apply` projects events through the handlers the projector uses.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import uuid
+import zlib
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from projections.handlers import HANDLERS
+from projections.tables import DeadLetterRow
+from schemas.analysis import SecurityEventRecorded, level_for
+from schemas.batches import BatchClosed, BatchDetection, BatchOpened, DetectionsBatched, Trigger
+from schemas.codec import encode
+from schemas.dead_letters import DeadLettered, Stage
+from schemas.detections import BoundingBox, Detection, DetectionsProduced
+from schemas.enrichments import (
+    DetectionsEnriched,
+    DetectionType,
+    Enrichment,
+    EnrichmentReprocessed,
+)
+from schemas.envelope import Message
+from schemas.images import ImageReceived, image_id_for
+from schemas.topics import BATCHES, DETECTIONS, IMAGES, TopicSpec
+from streams.dead_letters import dead_letter
+
+VISION_MODEL = ("qwen-vl", "2.5-3b")
+# Older than any letter the pipeline writes while the suite runs.
+LETTERS_BASE = datetime(2001, 1, 1, tzinfo=UTC)
+
+
+def apply(engine, *events: Message) -> None:
+    """Project the events in one transaction, through the handlers the projector uses."""
+    with Session(engine) as session, session.begin():
+        for event in events:
+            for handler in HANDLERS[type(event)]:
+                handler(event, session)
+
+
+# --- images and detections ----------------------------------------------------------------
+
+
+def image_event(camera_id: str = "front_door", digest: str = "b" * 64, **fields) -> ImageReceived:
+    values = {
+        "image_id": image_id_for(camera_id, digest),
+        "camera_id": camera_id,
+        "file_path": f"/cams/{camera_id}/a.jpg",
+        "sha256": digest,
+        "size_bytes": 1234,
+        "file_modified_at": datetime(2026, 5, 1, 12, 0, tzinfo=UTC),
+        **fields,
+    }
+    return ImageReceived(**values)
+
+
+def detection(label: str, index: int = 0, **fields) -> Detection:
+    """Confidence 0.9, 0.8, 0.7 ... by index; a 100x200 box."""
+    values = {
+        "label": label,
+        "class_id": index,
+        "confidence": 0.9 - index * 0.1,
+        "bbox": BoundingBox(x1=10, y1=20, x2=110, y2=220),
+        **fields,
+    }
+    return Detection(**values)
+
+
+def detections_event(image: ImageReceived, labels: list[str]) -> DetectionsProduced:
+    return DetectionsProduced(
+        image_id=image.image_id,
+        camera_id=image.camera_id,
+        file_path=image.file_path,
+        image_width=810,
+        image_height=1080,
+        detections=tuple(detection(label, index) for index, label in enumerate(labels)),
+        model_name="centernet",
+        model_version="1",
+        latency_ms=25.0,
+        image_received_at=image.occurred_at,
+    )
+
+
+def detections(camera_id: str, labels: list[str], at: datetime) -> DetectionsProduced:
+    """One new image's detections; confidences are 0.9, 0.8, 0.7 ... by position."""
+    image = image_event(camera_id, digest=uuid.uuid4().hex * 2)
+    return detections_event(image, labels).model_copy(update={"occurred_at": at})
+
+
+# --- enrichments --------------------------------------------------------------------------
+
+
+def enrichment(
+    position: int, detection_type: DetectionType, confidence: float, description: str = ""
+) -> Enrichment:
+    return Enrichment(
+        position=position,
+        detection_type=detection_type,
+        description=description or f"a {detection_type} at position {position}",
+        attributes={"position": position, "clothing": ["dark jacket"]},
+        confidence=confidence,
+    )
+
+
+def enriched(
+    produced: DetectionsProduced, enrichments: list[Enrichment], at: datetime, latency_ms: float
+) -> DetectionsEnriched:
+    return DetectionsEnriched(
+        image_id=produced.image_id,
+        camera_id=produced.camera_id,
+        file_path=produced.file_path,
+        image_width=produced.image_width,
+        image_height=produced.image_height,
+        detections=produced.detections,
+        detected_at=produced.occurred_at,
+        enrichments=tuple(enrichments),
+        model_name=VISION_MODEL[0],
+        model_version=VISION_MODEL[1],
+        latency_ms=latency_ms,
+        occurred_at=at,
+    )
+
+
+def reprocessed(
+    produced: DetectionsProduced, again: Enrichment, at: datetime, latency_ms: float
+) -> EnrichmentReprocessed:
+    return EnrichmentReprocessed(
+        request_id=uuid.uuid4().hex,
+        image_id=produced.image_id,
+        camera_id=produced.camera_id,
+        enrichment=again,
+        model_name=VISION_MODEL[0],
+        model_version=VISION_MODEL[1],
+        latency_ms=latency_ms,
+        occurred_at=at,
+    )
+
+
+# --- batches and security events ------------------------------------------------------------
+
+
+def opened(camera_id: str, at: datetime) -> BatchOpened:
+    return BatchOpened(
+        batch_id=f"batch_{uuid.uuid4().hex[:12]}", camera_id=camera_id, started_at=at
+    )
+
+
+def progressed(batch: BatchOpened, image_id: str, count: int, at: datetime) -> DetectionsBatched:
+    return DetectionsBatched(
+        batch_id=batch.batch_id,
+        camera_id=batch.camera_id,
+        image_id=image_id,
+        added=count,
+        detection_count=count,
+        last_activity_at=at,
+    )
+
+
+def members(*images: DetectionsProduced) -> list[BatchDetection]:
+    """Every detection of these images, as a batch holds them."""
+    return [
+        BatchDetection(
+            image_id=image.image_id,
+            position=position,
+            file_path=image.file_path,
+            label=found.label,
+            confidence=found.confidence,
+            bbox=found.bbox,
+            detected_at=image.occurred_at,
+        )
+        for image in images
+        for position, found in enumerate(image.detections)
+    ]
+
+
+def closed(
+    batch: BatchOpened, held: list[BatchDetection], trigger: Trigger, after_s: float
+) -> BatchClosed:
+    end = batch.started_at + timedelta(seconds=after_s)
+    return BatchClosed(
+        batch_id=batch.batch_id,
+        camera_id=batch.camera_id,
+        started_at=batch.started_at,
+        closed_at=end,
+        last_activity_at=end,
+        trigger=trigger,
+        detections=tuple(held),
+    )
+
+
+def recorded(
+    batch: BatchClosed, score: int, version: int = 1, at: datetime | None = None
+) -> SecurityEventRecorded:
+    return SecurityEventRecorded(
+        batch_id=batch.batch_id,
+        camera_id=batch.camera_id,
+        analysis_version=version,
+        risk_score=score,
+        risk_level=level_for(score),
+        summary=f"summary v{version} of {batch.batch_id}",
+        reasoning=f"reasoning v{version}",
+        started_at=batch.started_at,
+        ended_at=batch.closed_at,
+        detection_count=len(batch.detections),
+        model_name="nemotron",
+        model_version="mini-4b",
+        prompt_version=3,
+        audit_id=str(uuid.uuid4()),
+        occurred_at=at or batch.closed_at + timedelta(seconds=5 * version),
+    )
+
+
+# --- dead letters --------------------------------------------------------------------------
+
+
+def analysis_failed(batch: BatchClosed) -> DeadLettered:
+    return dead_letter(
+        stage="analysis",
+        raw=batch.model_dump_json().encode(),
+        error=TimeoutError("nemotron did not answer"),
+        producer="test",
+        source_topic=BATCHES.name,
+        source_partition=0,
+        source_offset=0,
+        camera_id=batch.camera_id,
+    )
+
+
+def failed_letter(
+    stage: Stage,
+    camera_id: str | None,
+    minute: int,
+    *,
+    raw: bytes,
+    source: TopicSpec | None,
+    error: BaseException,
+) -> DeadLettered:
+    """A letter that failed `minute` minutes after LETTERS_BASE, after 3 attempts."""
+    failed = LETTERS_BASE + timedelta(minutes=minute)
+    return dead_letter(
+        stage=stage,
+        raw=raw,
+        error=error,
+        producer="test",
+        source_topic=source.name if source else None,
+        source_partition=0 if source else None,
+        source_offset=minute if source else None,
+        camera_id=camera_id,
+        attempt_count=3,
+        first_failed_at=failed,
+        last_failed_at=failed + timedelta(seconds=10),
+    )
+
+
+def image_letter(camera_id: str, minute: int) -> tuple[DeadLettered, ImageReceived]:
+    image = image_event(camera_id, digest=uuid.uuid4().hex * 2)
+    error = TimeoutError("detector service unavailable")
+    letter = failed_letter(
+        "detection", camera_id, minute, raw=encode(image), source=IMAGES, error=error
+    )
+    return letter, image
+
+
+def detections_letter(camera_id: str, minute: int) -> tuple[DeadLettered, DetectionsProduced]:
+    produced = detections_event(image_event(camera_id, uuid.uuid4().hex * 2), ["person"])
+    error = ConnectionRefusedError("vision model unavailable")
+    letter = failed_letter(
+        "enrichment", camera_id, minute, raw=encode(produced), source=DETECTIONS, error=error
+    )
+    return letter, produced
+
+
+def batch_letter(camera_id: str, minute: int) -> tuple[DeadLettered, BatchClosed]:
+    batch = closed(
+        opened(camera_id, LETTERS_BASE + timedelta(minutes=minute)), [], "idle_timeout", 30
+    )
+    error = TimeoutError("nemotron did not answer")
+    letter = failed_letter(
+        "analysis", camera_id, minute, raw=encode(batch), source=BATCHES, error=error
+    )
+    return letter, batch
+
+
+def unrequeueable_letter(kind: str, stage: Stage, camera_id: str, minute: int) -> DeadLettered:
+    """A letter no requeue takes: its original was not JSON, or it has no Vigil topic."""
+    if kind == "text":
+        return failed_letter(
+            stage, camera_id, minute, raw=b"not json", source=IMAGES, error=ValueError("not JSON")
+        )
+    if kind == "base64":
+        return failed_letter(
+            stage, camera_id, minute, raw=b"\xff\xd8", source=IMAGES, error=ValueError("binary")
+        )
+    if kind == "sourceless":
+        outside = json.dumps({"camera_id": None, "file_path": "/etc/passwd"}).encode()
+        error = PermissionError("path outside the camera root")
+        return failed_letter(stage, None, minute, raw=outside, source=None, error=error)
+    event = json.dumps({"event_type": "Elsewhere"}).encode()
+    letter = failed_letter(
+        stage, camera_id, minute, raw=event, source=IMAGES, error=ValueError("?")
+    )
+    return letter.model_copy(update={"source_topic": "someone.elses.topic"})
+
+
+def ids_of(letters: list[DeadLettered]) -> list[str]:
+    return [str(letter.event_id) for letter in letters]
+
+
+def letter_row(**values) -> DeadLetterRow:
+    """A dead-letter read-model row (not stored), requeueable unless told otherwise."""
+    defaults = {
+        "source_topic": IMAGES.name,
+        "original_encoding": "json",
+        "error_type": "TimeoutError",
+    }
+    return DeadLetterRow(**{**defaults, **values})
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims `width` x `height` but which carries almost no pixel data."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )

@@ -1,0 +1,241 @@
+"""What tests do with the real services: wait for a condition, produce, read a topic back,
+drop a file into a camera folder, and stand up services of a test module's own.
+
+Builders of events and rows are in `tests/factories.py`; fixtures in `tests/conftest.py`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from schemas.codec import decode
+from schemas.topics import TopicSpec
+from vigil.devservices.stack import Stack
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float, what: str, interval=0.2):
+    """Poll until `condition()` is truthy and return its value; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def new_camera_id(prefix: str = "cam") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def publish(producer, topic: str, key: str | None, value: bytes) -> None:
+    """Produce one message and wait until the broker has it."""
+    errors = []
+    producer.produce(
+        topic,
+        key=key.encode() if key else None,
+        value=value,
+        on_delivery=lambda e, _m: errors.append(e),
+    )
+    producer.flush(10)
+    assert errors == [None], f"delivery failed: {errors}"
+
+
+def drop(camera_root: Path, camera_id: str, name: str, data: bytes) -> Path:
+    """Upload a file the way a camera does: written under a temporary name, then renamed."""
+    folder = camera_root / camera_id
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{name}.part"
+    partial.write_bytes(data)
+    return partial.rename(folder / name)
+
+
+def variant(samples: dict[str, Path], name: str, n: int) -> bytes:
+    """A distinct file with the same picture (bytes after the JPEG end marker are ignored)."""
+    return samples[name].read_bytes() + f"\n#variant-{n}".encode()
+
+
+class TopicWatcher:
+    """Reads a topic from its current end: sees only what is produced after it was made."""
+
+    def __init__(self, bootstrap: str, topic: TopicSpec) -> None:
+        self.topic = topic
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"test-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+            }
+        )
+        partitions = self._consumer.list_topics(topic.name, timeout=10).topics[topic.name]
+        ends = []
+        for partition in partitions.partitions:
+            _low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(topic.name, partition), timeout=10
+            )
+            ends.append(TopicPartition(topic.name, partition, high))
+        self._consumer.assign(ends)
+
+    def find(self, matches, timeout: float = 15.0) -> tuple[str | None, Any]:
+        """The key and decoded value of the first message for which `matches(value)` holds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = self._consumer.poll(0.2)
+            if message is None or message.error():
+                continue
+            value = decode(self.topic, message.value())
+            if matches(value):
+                key = message.key()
+                return (key.decode() if key else None), value
+        raise AssertionError(f"nothing matching on {self.topic.name} within {timeout}s")
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def read_back(bootstrap: str, topic: str, partition: int, offset: int) -> tuple[str, bytes]:
+    """Key and value of one message, read at its offset (no subscription, nothing committed)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, partition, offset)])
+
+    def next_message():
+        message = consumer.poll(0.5)
+        return message if message is not None and not message.error() else None
+
+    try:
+        message = wait_for(next_message, timeout=15, what=f"{topic}[{partition}]@{offset}")
+    finally:
+        consumer.close()
+    assert message.offset() == offset
+    return message.key().decode(), message.value()
+
+
+@contextmanager
+def engine_of(stack: Stack):
+    from projections.db import make_engine
+
+    engine = make_engine(stack.database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def producer_of(stack: Stack):
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "acks": "all"})
+    try:
+        yield producer
+    finally:
+        producer.flush(10)
+
+
+@contextmanager
+def api_client_of(stack: Stack):
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    with TestClient(create_app(stack.settings())) as client:
+        yield client
+
+
+def new_database(stack: Stack, prefix: str) -> str:
+    """An empty database of its own on the stack's Postgres server; its URL."""
+    from projections.db import make_engine
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(stack.database_url)
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return make_url(stack.database_url).set(database=name).render_as_string(hide_password=False)
+
+
+@contextmanager
+def own_services(stack: Stack, state_dir: Path, prefix: str) -> Iterator[Stack]:
+    """A Kafka broker and a database of a test module's own, initialised like a deployment
+    (topics, schema, seed prompt), beside the session's Triton.
+
+    For tests whose commands act on a whole queue or whose events every projection would
+    see: what they publish reaches no other module, and no other module's events reach them.
+    """
+    from vigil.bootstrap import initialize
+    from vigil.devservices.kafka import start_kafka
+
+    kafka = start_kafka(state_dir / "kafka")
+    own = Stack(
+        state_dir=state_dir,
+        kafka_bootstrap=kafka.bootstrap,
+        database_url="",
+        triton_url=stack.triton_url,
+        kafka=kafka,
+    )
+    try:
+        own.database_url = new_database(stack, prefix)
+        initialize(own.settings())
+        yield own
+    finally:
+        own.stop()
+
+
+def letters_stored(engine, ids: list[str]) -> bool:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from projections.tables import DeadLetterRow
+
+    with Session(engine) as session:
+        found = session.scalars(
+            select(DeadLetterRow.dead_letter_id).where(DeadLetterRow.dead_letter_id.in_(ids))
+        ).all()
+    return len(found) == len(ids)
+
+
+def seed_letters(producer, engine, *letters) -> list[str]:
+    """Publish dead letters to their dead-letter topics and wait until they are projected."""
+    from schemas.codec import encode
+    from schemas.topics import DEAD_LETTER_TOPICS
+
+    for letter in letters:
+        publish(producer, DEAD_LETTER_TOPICS[letter.stage].name, letter.camera_id, encode(letter))
+    ids = [str(letter.event_id) for letter in letters]
+    wait_for(lambda: letters_stored(engine, ids), timeout=30, what=f"{len(ids)} letters projected")
+    return ids
+
+
+def collect_about_letters(
+    watcher: TopicWatcher, ids: set[str], count: int
+) -> list[tuple[str | None, Any]]:
+    """The next `count` messages on a watched dead-letter topic about these letters."""
+    from schemas.dead_letters import DeadLettered
+    from schemas.system import DeadLetterRequeued
+
+    def about(event: Any) -> bool:
+        if isinstance(event, DeadLettered):
+            return str(event.event_id) in ids
+        if isinstance(event, DeadLetterRequeued):
+            return event.dead_letter_id in ids
+        return bool(ids & set(event.dead_letter_ids))
+
+    return [watcher.find(about) for _ in range(count)]
