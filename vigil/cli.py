@@ -193,14 +193,21 @@ def bench(
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def test(ctx: typer.Context) -> None:
-    """Run the whole test suite against real services; extra arguments go to pytest.
+    """Lint, then run the whole test suite against real services; extra arguments go to pytest.
 
-    pytest's exit 5 (no tests collected) counts as a failure.
+    `ruff check` and `ruff format --check` run first and fail the command on their own.
+    Tests run in a random order (pytest-randomly prints the seed: `-p randomly
+    --randomly-seed=N` replays it). pytest's exit 5 (no tests collected) counts as a failure.
     """
     from vigil.devservices.triton import ensure_triton_venv
     from vigil.models import ensure_models
 
     _logging()
+    for check in (["check", "."], ["format", "--check", "."]):
+        code = subprocess.call([sys.executable, "-m", "ruff", *check], cwd=REPO_ROOT)
+        if code != 0:
+            typer.echo(f"ruff {check[0]} failed: fix it before the tests run", err=True)
+            raise typer.Exit(code)
     ensure_models()
     ensure_triton_venv()
     code = subprocess.call([sys.executable, "-m", "pytest", "-q", *ctx.args], cwd=REPO_ROOT)
