@@ -196,8 +196,8 @@ def test(ctx: typer.Context) -> None:
     """Lint, then run the whole test suite against real services; extra arguments go to pytest.
 
     `ruff check` and `ruff format --check` run first and fail the command on their own.
-    Tests run in a random order (pytest-randomly prints the seed: `-p randomly
-    --randomly-seed=N` replays it). pytest's exit 5 (no tests collected) counts as a failure.
+    Tests run in a random order: pytest-randomly prints the seed, and
+    `vigil test --randomly-seed=N` replays that order. pytest's exit 5 (no tests collected) counts as a failure.
     """
     from vigil.devservices.triton import ensure_triton_venv
     from vigil.models import ensure_models
