@@ -216,6 +216,8 @@ def _enrichment_values(
 def detections_enriched(event: DetectionsEnriched, session: Session) -> None:
     if not event.enrichments:
         return
+    # The schema holds model_name, model_version and latency_ms set whenever there are
+    # enrichments: a message without them never reaches a handler.
     session.execute(
         insert(EnrichmentRow).on_conflict_do_nothing(),
         [
@@ -224,9 +226,9 @@ def detections_enriched(event: DetectionsEnriched, session: Session) -> None:
                 source_event_id=str(event.event_id),
                 image_id=event.image_id,
                 camera_id=event.camera_id,
-                model_name=event.model_name or "unknown",
-                model_version=event.model_version or "unknown",
-                latency_ms=event.latency_ms or 0.0,
+                model_name=event.model_name,
+                model_version=event.model_version,
+                latency_ms=event.latency_ms,
                 created_at=event.occurred_at,
                 reprocessed=False,
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.detections import Detection
 from schemas.envelope import Message
@@ -62,6 +62,17 @@ class DetectionsEnriched(Message):
     model_version: str | None
     latency_ms: float | None = Field(default=None, ge=0)
     enrichment_error: str | None = None
+
+    @model_validator(mode="after")
+    def _enrichments_name_their_model(self) -> DetectionsEnriched:
+        missing = [
+            name
+            for name in ("model_name", "model_version", "latency_ms")
+            if getattr(self, name) is None
+        ]
+        if self.enrichments and missing:
+            raise ValueError(f"enrichments without the model that made them: {missing} unset")
+        return self
 
 
 class EnrichmentReprocessed(Message):

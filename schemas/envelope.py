@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import ClassVar
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,12 +16,12 @@ class Message(BaseModel):
     """Base of every event and command on a topic.
 
     `event_type` names the concrete type on the wire; `schema_version` is the
-    version of that type's payload, so consumers can refuse what they cannot read.
+    version of that type's payload, so consumers can refuse what they cannot read. A type
+    whose payload changes declares its new version as this field's default, the one place
+    both producers and the codec read it from.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-    SCHEMA_VERSION: ClassVar[int] = 1
 
     event_id: UUID = Field(default_factory=uuid4)
     event_type: str

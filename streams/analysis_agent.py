@@ -1,8 +1,9 @@
-"""Analysis agent: closed batches -> Nemotron on Triton -> security events and audit records.
+"""Analysis stage: closed batches -> Nemotron on Triton -> security events and audit records.
 
-Every model call is audited, whatever its outcome. An answer that fails the
-risk schema is retried under the retry policy and then dead-lettered with the
-raw answer; no event, and no made-up score, is ever written for it.
+`on_batch_closed` decides: skip a batch already analysed, else ask the analyst under the
+retry policy. Every model call is audited, whatever its outcome (one `ModelCallAudited`
+per attempt). An answer that fails the risk schema is retried and then dead-lettered with
+the raw answer; no event, and no made-up score, is ever written for it.
 """
 
 from __future__ import annotations
@@ -10,164 +11,175 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import faust
 
 from schemas.analysis import (
     ModelCallAudited,
+    PromptConfigured,
     RiskAssessment,
     SecurityEventRecorded,
     risk_json_schema,
 )
 from schemas.batches import BatchClosed
-from schemas.topics import BATCHES
+from schemas.topics import AI_AUDIT, BATCHES, SECURITY_EVENTS
 from streams.analysis import InvalidAnalysis, build_prompt, input_summary, parse_assessment
-from streams.analyst import Analyst, AnalystRequest
+from streams.analyst import Analyst, AnalystAnswer, AnalystRequest
 from streams.prompts import PromptBook, follow_prompts
 from streams.retry import RetryExhausted, RetryPolicy, call_with_retry
-from streams.stage import Stage
-from vigil.settings import Settings
-
-if TYPE_CHECKING:
-    from streams.app import Topics
+from streams.stage import Failure, Outcome, Publish, Stage
+from streams.wiring import Wiring, received
 
 log = logging.getLogger(__name__)
 
 
-def register(
-    app: faust.App, topics: Topics, analyst: Analyst, policy: RetryPolicy, settings: Settings
-) -> None:
-    from streams.app import changelog_table, publish
+def analyst_request(batch: BatchClosed, prompt: PromptConfigured) -> AnalystRequest:
+    """What the analyst is asked about a batch, under a prompt configuration."""
+    return AnalystRequest(
+        system_prompt=prompt.config.system_prompt,
+        prompt=build_prompt(batch),
+        temperature=prompt.config.temperature,
+        max_tokens=prompt.config.max_tokens,
+        json_schema=risk_json_schema(),
+    )
 
-    stage = Stage("analysis", topics.dlq_analysis, f"{settings.worker_id}/analysis")
-    book = PromptBook()
-    stop_following = asyncio.Event()
-    # batch_id -> analysis version published; rebuilt from its changelog on restart.
-    analysed = changelog_table(app, "analysed-batches", settings, default=int)
 
-    @app.task
-    async def keep_prompts_current() -> None:
-        await follow_prompts(settings.kafka_bootstrap_servers, book, stop_following)
+@dataclass(frozen=True)
+class AnalysisDeps:
+    analyst: Analyst
+    policy: RetryPolicy
+    prompts: PromptBook
+    # Whose prompt configuration the analyst uses (ANALYST_PROMPT).
+    prompt_name: str
+    producer: str
+    request_for: Callable[[BatchClosed, PromptConfigured], AnalystRequest] = analyst_request
 
-    @app.on_before_shutdown.connect
-    async def stop_prompt_follower(app: faust.App, **_: object) -> None:
-        stop_following.set()
 
-    async def audit(batch: BatchClosed, prompt_version: int, attempt: int, **fields) -> str:
-        audit_id = str(uuid.uuid4())
-        await publish(
-            topics.audit,
-            batch.camera_id,
-            ModelCallAudited(
-                audit_id=audit_id,
-                model_name=analyst.model_name,
-                camera_id=batch.camera_id,
-                batch_id=batch.batch_id,
-                prompt_version=prompt_version,
-                input_summary=input_summary(batch),
-                attempt=attempt,
-                producer=stage.producer,
-                trace_id=batch.trace_id,
-                **fields,
-            ),
-        )
-        return audit_id
+@dataclass
+class AuditTrail:
+    """The analyst's calls for one batch, each audited in order, and the calls themselves."""
 
-    async def assess(batch: BatchClosed) -> tuple[RiskAssessment, str, str, int]:
-        prompt = book.current(settings.analyst_prompt)
-        request = AnalystRequest(
-            system_prompt=prompt.config.system_prompt,
-            prompt=build_prompt(batch),
-            temperature=prompt.config.temperature,
-            max_tokens=prompt.config.max_tokens,
-            json_schema=risk_json_schema(),
-        )
-        attempts = 0
+    batch: BatchClosed
+    prompt: PromptConfigured
+    deps: AnalysisDeps
+    audits: list[ModelCallAudited]
 
-        async def attempt() -> tuple[RiskAssessment, str, str, int]:
-            nonlocal attempts
-            attempts += 1
-            try:
-                answer = await analyst.answer(request)
-            except Exception as exc:
-                await audit(
-                    batch,
-                    prompt.version,
-                    attempts,
-                    model_version=None,
-                    raw_output=None,
-                    outcome="error",
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                raise
-            usage = {
+    def records(self) -> tuple[Publish, ...]:
+        return tuple(Publish(AI_AUDIT, self.batch.camera_id, audit) for audit in self.audits)
+
+    def audit(self, outcome: str, answer: AnalystAnswer | None, error: str | None) -> str:
+        usage: dict[str, Any] = (
+            {
                 "model_version": answer.model_version,
                 "raw_output": answer.text,
                 "tokens_in": answer.tokens_in,
                 "tokens_out": answer.tokens_out,
                 "latency_ms": answer.latency_ms,
             }
-            try:
-                assessment = parse_assessment(answer.text)
-            except InvalidAnalysis as exc:
-                await audit(
-                    batch,
-                    prompt.version,
-                    attempts,
-                    outcome="invalid_output",
-                    error=str(exc),
-                    **usage,
-                )
-                raise
-            audit_id = await audit(batch, prompt.version, attempts, outcome="success", **usage)
-            return assessment, audit_id, answer.model_version, prompt.version
-
-        return await call_with_retry(attempt, policy)
-
-    async def on_batch(event: faust.EventT, batch: object) -> None:
-        if not isinstance(batch, BatchClosed):
-            return
-        if analysed[batch.batch_id]:
-            log.info("batch %s already analysed; skipping", batch.batch_id)
-            return
-        try:
-            assessment, audit_id, model_version, prompt_version = await assess(batch)
-        except RetryExhausted as exc:
-            raw = getattr(exc.last_error, "raw_answer", None)
-            await stage.give_up(
-                event,
-                exc,
-                batch.camera_id,
-                trace_id=batch.trace_id,
-                context={"raw_answer": raw} if raw is not None else None,
-            )
-            return
-        await publish(
-            topics.events,
-            batch.camera_id,
-            SecurityEventRecorded(
-                batch_id=batch.batch_id,
-                camera_id=batch.camera_id,
-                analysis_version=1,
-                risk_score=assessment.risk_score,
-                risk_level=assessment.risk_level,
-                summary=assessment.summary,
-                reasoning=assessment.reasoning,
-                started_at=batch.started_at,
-                ended_at=batch.last_activity_at,
-                detection_count=len(batch.detections),
-                model_name=analyst.model_name,
-                model_version=model_version,
-                prompt_version=prompt_version,
-                audit_id=audit_id,
-                producer=stage.producer,
-                trace_id=batch.trace_id,
-            ),
+            if answer is not None
+            else {"model_version": None, "raw_output": None}
         )
-        analysed[batch.batch_id] = 1
+        record = ModelCallAudited(
+            audit_id=str(uuid.uuid4()),
+            model_name=self.deps.analyst.model_name,
+            camera_id=self.batch.camera_id,
+            batch_id=self.batch.batch_id,
+            prompt_version=self.prompt.version,
+            input_summary=input_summary(self.batch),
+            attempt=len(self.audits) + 1,
+            outcome=outcome,
+            error=error,
+            producer=self.deps.producer,
+            trace_id=self.batch.trace_id,
+            **usage,
+        )
+        self.audits.append(record)
+        return record.audit_id
 
-    @app.agent(topics.batches)
+    async def attempt(self, request: AnalystRequest) -> tuple[RiskAssessment, str, str]:
+        """One call: the assessment, its audit id and the model version, or the failure."""
+        try:
+            answer = await self.deps.analyst.answer(request)
+        except Exception as exc:
+            self.audit("error", None, f"{type(exc).__name__}: {exc}")
+            raise
+        try:
+            assessment = parse_assessment(answer.text)
+        except InvalidAnalysis as exc:
+            self.audit("invalid_output", answer, str(exc))
+            raise
+        return assessment, self.audit("success", answer, None), answer.model_version
+
+
+async def on_batch_closed(batch: BatchClosed, analysed: int, deps: AnalysisDeps) -> Outcome:
+    """`analysed`: the analysis version published for this batch before (0: none; state: 1)."""
+    if analysed:
+        log.info("batch %s already analysed; skipping", batch.batch_id)
+        return Outcome()
+    prompt = deps.prompts.current(deps.prompt_name)
+    request = deps.request_for(batch, prompt)
+    trail = AuditTrail(batch, prompt, deps, [])
+    try:
+        assessment, audit_id, model_version = await call_with_retry(
+            partial(trail.attempt, request), deps.policy
+        )
+    except RetryExhausted as exc:
+        raw = getattr(exc.last_error, "raw_answer", None)
+        context = {"raw_answer": raw} if raw is not None else None
+        return Outcome(publish=trail.records(), failure=Failure.after(exc, context))
+    event = SecurityEventRecorded(
+        batch_id=batch.batch_id,
+        camera_id=batch.camera_id,
+        analysis_version=1,
+        risk_score=assessment.risk_score,
+        risk_level=assessment.risk_level,
+        summary=assessment.summary,
+        reasoning=assessment.reasoning,
+        started_at=batch.started_at,
+        ended_at=batch.last_activity_at,
+        detection_count=len(batch.detections),
+        model_name=deps.analyst.model_name,
+        model_version=model_version,
+        prompt_version=prompt.version,
+        audit_id=audit_id,
+        producer=deps.producer,
+        trace_id=batch.trace_id,
+    )
+    return Outcome(
+        publish=(*trail.records(), Publish(SECURITY_EVENTS, batch.camera_id, event)), state=1
+    )
+
+
+def register(wiring: Wiring, analyst: Analyst, policy: RetryPolicy) -> None:
+    settings = wiring.settings
+    stage = Stage("analysis", f"{settings.worker_id}/analysis", wiring.publish)
+    prompts = PromptBook()
+    deps = AnalysisDeps(analyst, policy, prompts, settings.analyst_prompt, stage.producer)
+    stop_following = asyncio.Event()
+    # batch_id -> analysis version published; rebuilt from its changelog on restart.
+    analysed = wiring.table("analysed-batches", default=int)
+
+    @wiring.app.task
+    async def keep_prompts_current() -> None:
+        await follow_prompts(settings.kafka_bootstrap_servers, prompts, stop_following)
+
+    @wiring.app.on_before_shutdown.connect
+    async def stop_prompt_follower(app: faust.App, **_: object) -> None:
+        stop_following.set()
+
+    @wiring.app.agent(wiring.topic(BATCHES))
     async def analyse(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            await stage.handle(event, {BATCHES.name: BATCHES}, on_batch)
+            source = received(event)
+            batch = await stage.decode(source)
+            if not isinstance(batch, BatchClosed):
+                continue  # undecodable (dead-lettered), or BatchOpened / DetectionsBatched
+            outcome = await stage.handle(
+                source, batch, partial(on_batch_closed, batch, analysed[batch.batch_id], deps)
+            )
+            if outcome.state:
+                analysed[batch.batch_id] = outcome.state

@@ -14,7 +14,8 @@ from typing import Protocol
 import numpy as np
 import tritonclient.http.aio as triton_http
 
-from streams.triton import InvalidModelInput, ModelUnavailable, TritonModel, bytes_input
+from streams.errors import InvalidModelInput, ModelUnavailable
+from streams.triton import TritonModel, bytes_input
 
 
 class AnalystUnavailable(ModelUnavailable):

@@ -1,22 +1,30 @@
 """Batch aggregator: enrichments and flush commands in, the batch lifecycle out.
 
-State lives in the `camera-batches` table (changelog-backed), keyed by camera,
-so a worker killed mid-batch recovers the open batch on restart and closes it
-with every detection in it. Timers never touch the table: they send a
-`FlushBatch` command, and the agent (which owns the table) applies it.
+The handlers take a camera's `CameraBatches` (its open batch and the images recently
+batched) and return the events to publish and the camera's new state: `on_detections`
+opens a batch, adds an image's detections and closes it at the maximum size; `on_flush`
+closes it on a manual flush or a timer's command. `due_flushes` is the timer's decision.
+
+State lives in the `camera-batches` table (changelog-backed), keyed by camera, so a
+worker killed mid-batch recovers the open batch on restart and closes it with every
+detection in it. Timers never touch the table: they send a `FlushBatch` command, and the
+agent (which owns the table) applies it.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 
 import faust
 
-from schemas.batches import BatchOpened, DetectionsBatched, FlushBatch
+from schemas.batches import BatchClosed, BatchOpened, DetectionsBatched, FlushBatch
 from schemas.enrichments import DetectionsEnriched
-from schemas.envelope import utcnow
-from schemas.topics import BATCH_COMMANDS, ENRICHMENTS
+from schemas.envelope import Message, utcnow
+from schemas.topics import BATCH_COMMANDS, BATCHES, ENRICHMENTS
 from streams.batching import (
     BatchLimits,
     CameraBatches,
@@ -25,123 +33,142 @@ from streams.batching import (
     add_detections,
     flush,
 )
-from streams.stage import Stage
-from vigil.settings import Settings
-
-if TYPE_CHECKING:
-    from streams.app import Topics
+from streams.stage import Outcome, Publish, Stage
+from streams.wiring import Wiring, received
 
 log = logging.getLogger(__name__)
-INPUTS = {spec.name: spec for spec in (ENRICHMENTS, BATCH_COMMANDS)}
 
 
-def register(app: faust.App, topics: Topics, settings: Settings) -> None:
-    from streams.app import changelog_table, publish
+@dataclass(frozen=True)
+class BatchDeps:
+    limits: BatchLimits
+    producer: str
 
+
+def on_detections(
+    enriched: DetectionsEnriched, state: CameraBatches, now: datetime, deps: BatchDeps
+) -> Outcome:
+    camera_id = enriched.camera_id
+    result = add_detections(state, enriched, now, deps.limits)
+    if result.duplicate:
+        log.info("image %s already batched; skipping", enriched.image_id)
+        return Outcome()
+    if result.added == 0:
+        return Outcome()
+    events: list[Message] = []
+    if result.opened is not None:
+        events.append(
+            BatchOpened(
+                batch_id=result.opened.batch_id,
+                camera_id=camera_id,
+                started_at=result.opened.started_at,
+                producer=deps.producer,
+            )
+        )
+    batch = result.state.open or result.closed
+    assert batch is not None  # detections were added: to the open batch, or one just closed
+    events.append(
+        DetectionsBatched(
+            batch_id=batch.batch_id,
+            camera_id=camera_id,
+            image_id=enriched.image_id,
+            added=result.added,
+            detection_count=len(batch.detections),
+            last_activity_at=now,
+            producer=deps.producer,
+            trace_id=enriched.trace_id,
+        )
+    )
+    if result.closed is not None:
+        events.append(_closed(result.closed))
+    published = tuple(Publish(BATCHES, camera_id, event) for event in events)
+    return Outcome(publish=published, state=result.state)
+
+
+def on_flush(command: FlushBatch, state: CameraBatches, now: datetime, deps: BatchDeps) -> Outcome:
+    state, closed = flush(state, command.batch_id, command.trigger, now, deps.limits)
+    if closed is None:
+        log.info(
+            "flush of %s (%s) ignored: not the open batch or no longer due",
+            command.batch_id,
+            command.trigger,
+        )
+        return Outcome()
+    return Outcome(publish=(Publish(BATCHES, command.camera_id, _closed(closed)),), state=state)
+
+
+def due_flushes(
+    open_batches: Iterable[OpenBatch], pending: PendingFlushes, now: datetime, deps: BatchDeps
+) -> list[Publish]:
+    """The flush commands the timers send now: one per batch whose window or idle time is up."""
+    return [
+        Publish(
+            BATCH_COMMANDS,
+            batch.camera_id,
+            FlushBatch(
+                batch_id=batch.batch_id,
+                camera_id=batch.camera_id,
+                trigger=trigger,
+                producer=deps.producer,
+            ),
+        )
+        for batch, trigger in pending.due(open_batches, now, deps.limits)
+    ]
+
+
+def _closed(closed: BatchClosed) -> BatchClosed:
+    log.info(
+        "batch %s closed (%s) with %d detections",
+        closed.batch_id,
+        closed.trigger,
+        len(closed.detections),
+    )
+    return closed
+
+
+HANDLERS: dict[type[Message], Callable[..., Outcome]] = {
+    DetectionsEnriched: on_detections,
+    FlushBatch: on_flush,
+}
+
+
+def register(wiring: Wiring) -> None:
+    settings = wiring.settings
     # Poison messages on the batch inputs are dead-lettered with the analysis stage's.
-    stage = Stage("analysis", topics.dlq_analysis, f"{settings.worker_id}/batches")
-    limits = BatchLimits(settings.batch_window_s, settings.batch_idle_s, settings.batch_max_size)
+    stage = Stage("analysis", f"{settings.worker_id}/batches", wiring.publish)
+    deps = BatchDeps(
+        BatchLimits(settings.batch_window_s, settings.batch_idle_s, settings.batch_max_size),
+        stage.producer,
+    )
     pending = PendingFlushes()
-    table = changelog_table(app, "camera-batches", settings)
+    table = wiring.table("camera-batches")
 
     def load(camera_id: str) -> CameraBatches:
         stored = table.get(camera_id)
         return CameraBatches.model_validate(stored) if stored else CameraBatches()
 
-    def store(camera_id: str, state: CameraBatches) -> None:
-        table[camera_id] = state.model_dump(mode="json")
-
-    async def close(camera_id: str, closed) -> None:
-        await publish(topics.batches, camera_id, closed)
-        pending.forget(closed.batch_id)
-        log.info(
-            "batch %s closed (%s) with %d detections",
-            closed.batch_id,
-            closed.trigger,
-            len(closed.detections),
-        )
-
-    async def on_detections(enriched: DetectionsEnriched) -> None:
-        now = utcnow()
-        result = add_detections(load(enriched.camera_id), enriched, now, limits)
-        if result.duplicate:
-            log.info("image %s already batched; skipping", enriched.image_id)
-            return
-        if result.added == 0:
-            return
-        if result.opened is not None:
-            await publish(
-                topics.batches,
-                enriched.camera_id,
-                BatchOpened(
-                    batch_id=result.opened.batch_id,
-                    camera_id=enriched.camera_id,
-                    started_at=result.opened.started_at,
-                    producer=stage.producer,
-                ),
-            )
-        batch = result.state.open or result.closed
-        await publish(
-            topics.batches,
-            enriched.camera_id,
-            DetectionsBatched(
-                batch_id=batch.batch_id,
-                camera_id=enriched.camera_id,
-                image_id=enriched.image_id,
-                added=result.added,
-                detection_count=len(batch.detections),
-                last_activity_at=now,
-                producer=stage.producer,
-                trace_id=enriched.trace_id,
-            ),
-        )
-        if result.closed is not None:
-            await close(enriched.camera_id, result.closed)
-        store(enriched.camera_id, result.state)
-
-    async def on_flush(command: FlushBatch) -> None:
-        state, closed = flush(
-            load(command.camera_id), command.batch_id, command.trigger, utcnow(), limits
-        )
-        if closed is None:
-            log.info(
-                "flush of %s (%s) ignored: not the open batch or no longer due",
-                command.batch_id,
-                command.trigger,
-            )
-            return
-        await close(command.camera_id, closed)
-        store(command.camera_id, state)
-
-    async def on_message(event: faust.EventT, message: object) -> None:
-        if isinstance(message, DetectionsEnriched):
-            await on_detections(message)
-        elif isinstance(message, FlushBatch):
-            await on_flush(message)
-
-    @app.agent(topics.batch_input)
+    @wiring.app.agent(wiring.topic(ENRICHMENTS, BATCH_COMMANDS))
     async def aggregate(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            await stage.handle(event, INPUTS, on_message)
+            source = received(event)
+            message = await stage.decode(source)
+            handler = HANDLERS.get(type(message))
+            if message is None or handler is None:
+                continue  # undecodable (dead-lettered), or a reprocessed enrichment
+            camera_id = message.camera_id  # type: ignore[attr-defined]
+            outcome = await stage.handle(
+                source, message, partial(handler, message, load(camera_id), utcnow(), deps)
+            )
+            if outcome.state is not None:
+                table[camera_id] = outcome.state.model_dump(mode="json")
 
-    @app.timer(settings.batch_check_interval_s)
+    @wiring.app.timer(settings.batch_check_interval_s)
     async def expire_batches() -> None:
         # A timer that raises stops the whole Faust app: this one logs and tries next tick.
         try:
-            open_batches = [
-                state.open
-                for state in (CameraBatches.model_validate(v) for v in list(table.values()))
-                if state.open is not None
-            ]
-            for batch, trigger in pending.due(open_batches, utcnow(), limits):
-                await publish(
-                    topics.batch_commands, batch.camera_id, _command(batch, trigger, stage)
-                )
+            states = [CameraBatches.model_validate(value) for value in list(table.values())]
+            open_batches = [state.open for state in states if state.open is not None]
+            for command in due_flushes(open_batches, pending, utcnow(), deps):
+                await wiring.publish(command)
         except Exception:
             log.exception("checking batch timers failed; retrying on the next tick")
-
-
-def _command(batch: OpenBatch, trigger, stage: Stage) -> FlushBatch:
-    return FlushBatch(
-        batch_id=batch.batch_id, camera_id=batch.camera_id, trigger=trigger, producer=stage.producer
-    )

@@ -2,8 +2,8 @@
 
 A camera's entry in the aggregator's table is a `CameraBatches`: the open batch
 (if any) and the images recently batched, so an image redelivered after a crash
-never lands in a second batch. The Faust agent in `streams.batch_agent` only
-loads the entry, calls these functions, publishes what they return and stores it.
+never lands in a second batch. The handlers in `streams.batch_agent` call these
+functions and turn what they return into the events to publish.
 """
 
 from __future__ import annotations
@@ -148,7 +148,11 @@ def flush(
 
 @dataclass
 class PendingFlushes:
-    """Timer-sent flush commands still in flight, so a timer does not send them every tick."""
+    """Timer-sent flush commands still in flight, so a timer does not send them every tick.
+
+    A flush is sent again after `resend_after_s` while its batch stays open; a batch that is
+    no longer open is forgotten.
+    """
 
     resend_after_s: float = 10.0
     sent: dict[str, datetime] = field(default_factory=dict)
@@ -157,13 +161,14 @@ class PendingFlushes:
         self, batches: Iterable[OpenBatch], now: datetime, limits: BatchLimits
     ) -> list[tuple[OpenBatch, Trigger]]:
         out = []
+        still_open: dict[str, datetime] = {}
         for batch in batches:
-            trigger = due_trigger(batch, now, limits)
             last = self.sent.get(batch.batch_id)
+            if last is not None:
+                still_open[batch.batch_id] = last
+            trigger = due_trigger(batch, now, limits)
             if trigger and (last is None or (now - last).total_seconds() >= self.resend_after_s):
-                self.sent[batch.batch_id] = now
+                still_open[batch.batch_id] = now
                 out.append((batch, trigger))
+        self.sent = still_open
         return out
-
-    def forget(self, batch_id: str) -> None:
-        self.sent.pop(batch_id, None)

@@ -14,8 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
-from streams.retry import PermanentError
-from streams.triton import ModelUnavailable
+from streams.errors import ModelUnavailable, PermanentError
 
 T = TypeVar("T")
 State = Literal["closed", "open", "half_open"]

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
 import faust
 
 from schemas.system import CircuitBreakerChanged, ResetCircuitBreaker
-from schemas.topics import SYSTEM_COMMANDS
+from schemas.topics import SYSTEM, SYSTEM_COMMANDS
 from streams.breaker import BreakerConfig, CircuitBreaker, State
 from streams.follow import follow_topic
-from vigil.settings import Settings
-
-if TYPE_CHECKING:
-    from streams.app import Models, Topics
+from streams.models import Models
+from streams.stage import Publish
+from streams.wiring import Wiring
 
 SNAPSHOT_INTERVAL_S = 5.0
 # A breaker is reported at least this often, moved or not, so its report never goes stale.
@@ -69,15 +67,19 @@ class BreakerBoard:
                 self._report(breaker, breaker.state)
 
     def reset(self, command: ResetCircuitBreaker) -> None:
+        """Close this worker's breaker of that name (every worker follows the commands)."""
         breaker = self.breakers.get(command.name)
         if breaker is not None:
             breaker.reset()
             self.report_counters(heartbeat_s=0)
 
 
-def register(app: faust.App, topics: Topics, models: Models, settings: Settings) -> BreakerBoard:
-    from streams.app import publish
+def change_report(change: CircuitBreakerChanged) -> Publish:
+    return Publish(SYSTEM, change.name, change)
 
+
+def register(wiring: Wiring, models: Models) -> BreakerBoard:
+    settings = wiring.settings
     board = BreakerBoard(
         settings.worker_id,
         BreakerConfig(
@@ -91,17 +93,16 @@ def register(app: faust.App, topics: Topics, models: Models, settings: Settings)
             model.breaker = board.breaker(model.model_name)
     stop = asyncio.Event()
 
-    @app.task
+    @wiring.app.task
     async def publish_breaker_changes() -> None:
         while True:
-            change = await board.outbox.get()
-            await publish(topics.system, change.name, change)
+            await wiring.publish(change_report(await board.outbox.get()))
 
-    @app.timer(SNAPSHOT_INTERVAL_S)
+    @wiring.app.timer(SNAPSHOT_INTERVAL_S)
     async def report_breaker_counters() -> None:
         board.report_counters()
 
-    @app.task
+    @wiring.app.task
     async def obey_system_commands() -> None:
         await follow_topic(
             settings.kafka_bootstrap_servers,
@@ -111,7 +112,7 @@ def register(app: faust.App, topics: Topics, models: Models, settings: Settings)
             from_beginning=False,
         )
 
-    @app.on_before_shutdown.connect
+    @wiring.app.on_before_shutdown.connect
     async def stop_following(app: faust.App, **_: object) -> None:
         stop.set()
 

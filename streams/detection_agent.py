@@ -1,41 +1,46 @@
-"""Detection agent: images topic -> detector on Triton -> detections topic.
+"""Detection stage: images topic -> detector on Triton -> detections topic.
 
-The loop decodes, calls `detect_image`, and publishes; every failure is
-dead-lettered with the original message and the loop carries on.
+`on_image` decides: skip an image already detected, else read the file and call the
+detector under the retry policy; publish its detections, or give the image up (bad input
+at once, a detector that stays down after the retries). `register` is the Faust loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import faust
 
 from schemas.detections import DetectionsProduced
 from schemas.images import ImageReceived
-from schemas.topics import IMAGES
+from schemas.topics import DETECTIONS, IMAGES
 from streams.detector import Detector
 from streams.images import read_image
 from streams.retry import RetryExhausted, RetryPolicy, call_with_retry
-from streams.stage import Stage
-from vigil.settings import Settings
-
-if TYPE_CHECKING:
-    from streams.app import Topics
+from streams.stage import Failure, Outcome, Publish, Stage
+from streams.wiring import Wiring, received
 
 log = logging.getLogger(__name__)
 
 
-async def detect_image(
-    image: ImageReceived, detector: Detector, policy: RetryPolicy, max_bytes: int, producer: str
-) -> DetectionsProduced:
-    async def attempt():
-        data = await asyncio.to_thread(read_image, Path(image.file_path), max_bytes)
-        return await detector.detect(data)
+@dataclass(frozen=True)
+class DetectionDeps:
+    detector: Detector
+    policy: RetryPolicy
+    max_image_bytes: int
+    producer: str
 
-    result = await call_with_retry(attempt, policy)
+
+async def detect_image(image: ImageReceived, deps: DetectionDeps) -> DetectionsProduced:
+    async def attempt():
+        data = await asyncio.to_thread(read_image, Path(image.file_path), deps.max_image_bytes)
+        return await deps.detector.detect(data)
+
+    result = await call_with_retry(attempt, deps.policy)
     return DetectionsProduced(
         image_id=image.image_id,
         camera_id=image.camera_id,
@@ -47,35 +52,39 @@ async def detect_image(
         model_version=result.model_version,
         latency_ms=result.latency_ms,
         image_received_at=image.occurred_at,
-        producer=producer,
+        producer=deps.producer,
         trace_id=image.trace_id,
     )
 
 
-def register(
-    app: faust.App, topics: Topics, detector: Detector, policy: RetryPolicy, settings: Settings
-) -> None:
-    from streams.app import changelog_table, publish
+async def on_image(image: ImageReceived, detected: bool, deps: DetectionDeps) -> Outcome:
+    """`detected`: the image's detections were published before (state: True once they are)."""
+    if detected:
+        log.info("image %s already detected; skipping duplicate", image.image_id)
+        return Outcome()
+    try:
+        produced = await detect_image(image, deps)
+    except RetryExhausted as exc:
+        return Outcome(failure=Failure.after(exc))
+    return Outcome(publish=(Publish(DETECTIONS, image.camera_id, produced),), state=True)
 
-    stage = Stage("detection", topics.dlq_detection, f"{settings.worker_id}/detection")
+
+def register(wiring: Wiring, detector: Detector, policy: RetryPolicy) -> None:
+    settings = wiring.settings
+    stage = Stage("detection", f"{settings.worker_id}/detection", wiring.publish)
+    deps = DetectionDeps(detector, policy, settings.max_image_bytes, stage.producer)
     # image_id -> True once its detections are published; rebuilt from its changelog on restart.
-    detected = changelog_table(app, "detected-images", settings, default=bool)
+    detected = wiring.table("detected-images", default=bool)
 
-    async def on_image(event: faust.EventT, image: ImageReceived) -> None:
-        if detected[image.image_id]:
-            log.info("image %s already detected; skipping duplicate", image.image_id)
-            return
-        try:
-            produced = await detect_image(
-                image, detector, policy, settings.max_image_bytes, stage.producer
-            )
-        except RetryExhausted as exc:
-            await stage.give_up(event, exc, image.camera_id, trace_id=image.trace_id)
-            return
-        await publish(topics.detections, image.camera_id, produced)
-        detected[image.image_id] = True
-
-    @app.agent(topics.images)
+    @wiring.app.agent(wiring.topic(IMAGES))
     async def detect_images(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            await stage.handle(event, {IMAGES.name: IMAGES}, on_image)
+            source = received(event)
+            image = await stage.decode(source)
+            if not isinstance(image, ImageReceived):
+                continue
+            outcome = await stage.handle(
+                source, image, partial(on_image, image, detected[image.image_id], deps)
+            )
+            if outcome.state:
+                detected[image.image_id] = True

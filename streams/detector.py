@@ -14,11 +14,8 @@ from typing import Protocol
 import numpy as np
 
 from schemas.detections import BoundingBox, Detection
-from streams.triton import InvalidModelInput, ModelUnavailable, TritonModel, bytes_input
-
-
-class InvalidImage(InvalidModelInput):
-    error_type = "InvalidImage"
+from streams.errors import InvalidImage, ModelUnavailable
+from streams.triton import TritonModel, bytes_input
 
 
 class DetectorUnavailable(ModelUnavailable):

@@ -17,8 +17,8 @@ import numpy as np
 import tritonclient.http.aio as triton_http
 
 from schemas.detections import Detection
-from streams.detector import InvalidImage
-from streams.triton import ModelUnavailable, TritonModel, bytes_input
+from streams.errors import InvalidImage, ModelUnavailable
+from streams.triton import TritonModel, bytes_input
 
 
 class EnricherUnavailable(ModelUnavailable):

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.detector import InvalidImage
-from streams.retry import PermanentError
-
-
-class ImageMissing(PermanentError):
-    error_type = "ImageMissing"
-
+from streams.errors import ImageMissing, InvalidImage
 
 # Leading bytes of the formats the detector decodes.
 _SIGNATURES = (

@@ -10,15 +10,10 @@ from datetime import datetime
 from typing import TypeVar
 
 from schemas.envelope import utcnow
+from streams.errors import PermanentError
 from vigil.settings import Settings
 
 T = TypeVar("T")
-
-
-class PermanentError(Exception):
-    """A failure that retrying cannot fix (a corrupt image, say): dead-letter at once."""
-
-    error_type = "PermanentError"
 
 
 @dataclass(frozen=True)

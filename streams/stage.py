@@ -1,18 +1,30 @@
-"""What every agent does at its boundary: decode or dead-letter, and dead-letter after retries."""
+"""The shape every stage has: a handler decides, the loop around it publishes.
+
+A handler is a plain function of a decoded message, the stage's state and its
+dependencies; it returns an `Outcome`: the messages to publish, the failure to
+dead-letter (if the stage gives up on its input) and the state to record once all of it
+is published. It never publishes or writes state itself, so a unit test calls it with
+fakes and reads the answer.
+
+`Stage` is what each agent loop does around its handlers: decode the message (or
+dead-letter it as undecodable), call the handler, dead-letter anything unexpected it
+raises, and publish the outcome through the `send` it was built with (the Faust wiring
+in a worker, a list in a test). Nothing that goes wrong stops the loop.
+"""
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
-
-import faust
 
 from schemas.codec import UndecodableMessage, decode
 from schemas.dead_letters import Stage as StageName
 from schemas.envelope import Message
-from schemas.topics import TopicSpec
+from schemas.topics import DEAD_LETTER_TOPICS, TOPICS_BY_NAME, TopicSpec
 from streams.dead_letters import dead_letter
 from streams.retry import RetryExhausted
 
@@ -20,97 +32,149 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Publish:
+    """One message to publish, on one of our topics, under its key."""
+
+    topic: TopicSpec
+    key: str | None
+    message: Message
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a stage gives up on its input, which then goes to the stage's dead-letter topic."""
+
+    error: BaseException
+    attempts: int = 1
+    first_failed_at: datetime | None = None
+    last_failed_at: datetime | None = None
+    # Evidence beyond the error text, e.g. {"raw_answer": ...} for a model answer that failed.
+    context: dict[str, Any] | None = None
+
+    @classmethod
+    def after(cls, exhausted: RetryExhausted, context: dict[str, Any] | None = None) -> Failure:
+        """The failure the retry policy gave up with, attempts and times included."""
+        return cls(
+            error=exhausted.last_error,
+            attempts=exhausted.attempts,
+            first_failed_at=exhausted.first_failed_at,
+            last_failed_at=exhausted.last_failed_at,
+            context=context,
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a handler decided: publish these (in order), dead-letter the input if `failure`,
+    and record `state` in the stage's table once everything is published (None: nothing)."""
+
+    publish: tuple[Publish, ...] = ()
+    failure: Failure | None = None
+    state: Any = None
+
+
+@dataclass(frozen=True)
+class Received:
+    """A message as it came off its topic: what a dead letter of it needs."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+Send = Callable[[Publish], Awaitable[None]]
+Handle = Callable[[], Outcome | Awaitable[Outcome]]
+
+
+@dataclass(frozen=True)
 class Stage:
     name: StageName
-    dlq: faust.TopicT
     producer: str
+    send: Send = field(repr=False)
 
-    async def decode(self, event: faust.EventT, specs: dict[str, TopicSpec]) -> Message | None:
+    @property
+    def dead_letter_topic(self) -> TopicSpec:
+        return DEAD_LETTER_TOPICS[self.name]
+
+    async def decode(self, received: Received) -> Message | None:
         """The message as its topic's event type, or None once it has been dead-lettered."""
-        message = event.message
         try:
-            return decode(specs[message.topic], message.value)
+            return decode(TOPICS_BY_NAME[received.topic], received.value)
         except UndecodableMessage as exc:
             log.warning(
                 "%s: poison message at %s[%d]@%d: %s",
                 self.name,
-                message.topic,
-                message.partition,
-                message.offset,
+                received.topic,
+                received.partition,
+                received.offset,
                 exc,
             )
-            key = message.key.decode(errors="replace") if message.key else None
-            await self._send(event, exc, key)
+            key = received.key.decode(errors="replace") if received.key else None
+            await self.send(self.dead_letter(received, Failure(exc), camera_id=key))
             return None
 
-    async def handle(
-        self,
-        event: faust.EventT,
-        specs: dict[str, TopicSpec],
-        handler: Callable[[faust.EventT, Any], Awaitable[None]],
-    ) -> None:
-        """Decode `event` and run `handler` on it; nothing that goes wrong stops the agent.
+    async def handle(self, received: Received, message: Message, handle: Handle) -> Outcome:
+        """Run the handler and publish what it decided; the outcome, to record its state.
 
-        Handlers dead-letter the failures they expect; anything else they raise is
-        dead-lettered here, with its type and text, and the loop goes on to the next message.
+        What the handler raises is unexpected (it returns the failures it expects): that is
+        dead-lettered too, with its type and text, and nothing is recorded.
         """
-        message = await self.decode(event, specs)
-        if message is None:
-            return
         try:
-            await handler(event, message)
+            outcome = handle()
+            if inspect.isawaitable(outcome):
+                outcome = await outcome
         except Exception as exc:
             log.exception("%s: unexpected failure on %s", self.name, type(message).__name__)
-            await self._send(
-                event,
-                exc,
-                getattr(message, "camera_id", None),
-                trace_id=getattr(message, "trace_id", None),
+            outcome = Outcome(failure=Failure(exc))
+        await self.emit(received, message, outcome)
+        return outcome
+
+    async def emit(self, received: Received, message: Message, outcome: Outcome) -> None:
+        for item in outcome.publish:
+            await self.send(item)
+        if outcome.failure is not None:
+            log.warning(
+                "%s: dead-lettering %s[%d]@%d after %d attempt(s): %s: %s",
+                self.name,
+                received.topic,
+                received.partition,
+                received.offset,
+                outcome.failure.attempts,
+                type(outcome.failure.error).__name__,
+                outcome.failure.error,
+            )
+            await self.send(
+                self.dead_letter(
+                    received,
+                    outcome.failure,
+                    camera_id=getattr(message, "camera_id", None),
+                    trace_id=getattr(message, "trace_id", None),
+                )
             )
 
-    async def give_up(
+    def dead_letter(
         self,
-        event: faust.EventT,
-        failure: RetryExhausted,
-        camera_id: str | None,
+        received: Received,
+        failure: Failure,
         *,
+        camera_id: str | None,
         trace_id: str | None = None,
-        context: dict[str, Any] | None = None,
-    ) -> None:
-        log.warning(
-            "%s: dead-lettering %s[%d]@%d: %s",
-            self.name,
-            event.message.topic,
-            event.message.partition,
-            event.message.offset,
-            failure,
-        )
-        await self._send(
-            event,
-            failure.last_error,
-            camera_id,
+    ) -> Publish:
+        letter = dead_letter(
+            stage=self.name,
+            raw=received.value,
+            error=failure.error,
+            producer=self.producer,
+            source_topic=received.topic,
+            source_partition=received.partition,
+            source_offset=received.offset,
+            camera_id=camera_id,
             attempt_count=failure.attempts,
             first_failed_at=failure.first_failed_at,
             last_failed_at=failure.last_failed_at,
             trace_id=trace_id,
-            context=context,
+            context=failure.context,
         )
-
-    async def _send(
-        self, event: faust.EventT, error: BaseException, camera_id: str | None, **details: Any
-    ) -> None:
-        from streams.app import publish
-
-        message = event.message
-        letter = dead_letter(
-            stage=self.name,
-            raw=message.value,
-            error=error,
-            producer=self.producer,
-            source_topic=message.topic,
-            source_partition=message.partition,
-            source_offset=message.offset,
-            camera_id=camera_id,
-            **details,
-        )
-        await publish(self.dlq, camera_id, letter)
+        return Publish(self.dead_letter_topic, camera_id, letter)

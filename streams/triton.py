@@ -1,36 +1,37 @@
 """What every model client shares: one lazily made Triton HTTP client, version lookup,
-and the mapping of Triton's errors onto retryable and permanent failures."""
+the circuit breaker around each call, and the sorting of Triton's errors by status code.
+
+Every model under `triton_models/` answers input it refuses with INVALID_ARG and its own
+failures with INTERNAL. Triton's HTTP front end answers INVALID_ARG (and the codes it
+folds in with it: UNKNOWN, ALREADY_EXISTS, CANCELLED) with 400, UNSUPPORTED with 501,
+NOT_FOUND (no such model or version loaded) with 404, INTERNAL with 500 and UNAVAILABLE
+with 503. 400 and 501 mean the request itself will never succeed: the input is refused,
+never retried, and not counted against the model's breaker. Everything else (a model
+missing, failing or overloaded, a timeout, a refused connection) may pass on a later try.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import aiohttp
 import tritonclient.http.aio as triton_http
 from tritonclient.utils import InferenceServerException
 
-from streams.retry import PermanentError
+from streams.breaker import CircuitBreaker
+from streams.errors import InvalidModelInput, ModelUnavailable
 
-if TYPE_CHECKING:
-    from streams.breaker import CircuitBreaker
-
-
-class ModelUnavailable(Exception):
-    """The model could not be reached or failed in a way a retry may fix."""
-
-    error_type = "ModelUnavailable"
+# The status of an InferenceServerException: the HTTP status code as text over HTTP, the
+# gRPC code's name over gRPC (`StatusCode.INVALID_ARGUMENT`).
+REFUSED_INPUT_STATUSES = frozenset(
+    {"400", "501", "StatusCode.INVALID_ARGUMENT", "StatusCode.UNIMPLEMENTED"}
+)
 
 
-class InvalidModelInput(PermanentError):
-    """The model refused the input itself (a corrupt image, an empty prompt): never retried."""
-
-    error_type = "InvalidModelInput"
-
-
-# Our Python-backend models start the text of errors about bad input with these.
-_INVALID_INPUT_MARKERS = ("invalid image", "invalid request", "context length exceeded")
+def input_refused(error: InferenceServerException) -> bool:
+    """Whether Triton refused the request itself (bad input), not failed to answer it."""
+    return error.status() in REFUSED_INPUT_STATUSES
 
 
 class TritonModel:
@@ -85,7 +86,11 @@ class TritonModel:
         requested = [triton_http.InferRequestedOutput(name) for name in outputs]
         started = time.perf_counter()
         try:
+            # Before any input is sent: whatever fails here is about the model, not the input.
             version = await self.version()
+        except (InferenceServerException, OSError, TimeoutError, aiohttp.ClientError) as exc:
+            raise self._unavailable(exc) from exc
+        try:
             result = await self._client.infer(
                 self.model_name,
                 list(inputs),
@@ -94,16 +99,19 @@ class TritonModel:
                 timeout=int(self._timeout_s * 1_000_000),
             )
         except InferenceServerException as exc:
-            message = exc.message() or str(exc)
-            if any(marker in message.lower() for marker in _INVALID_INPUT_MARKERS):
-                raise self.invalid_input_error(message) from exc
-            raise self.unavailable_error(f"{self.model_name}: {message}") from exc
+            if input_refused(exc):
+                raise self.invalid_input_error(exc.message() or str(exc)) from exc
+            raise self._unavailable(exc) from exc
         except (OSError, TimeoutError, aiohttp.ClientError) as exc:
-            raise self.unavailable_error(f"{self.model_name}: {type(exc).__name__}: {exc}") from exc
+            raise self._unavailable(exc) from exc
         return result, version, round((time.perf_counter() - started) * 1000, 3)
 
-    async def ready(self) -> bool:
-        return bool(await self._client.is_model_ready(self.model_name))
+    def _unavailable(self, error: Exception) -> ModelUnavailable:
+        if isinstance(error, InferenceServerException):
+            return self.unavailable_error(
+                f"{self.model_name}: {error.message() or error} (status {error.status()})"
+            )
+        return self.unavailable_error(f"{self.model_name}: {type(error).__name__}: {error}")
 
     async def close(self) -> None:
         if self._client_instance is not None:

@@ -1,23 +1,29 @@
-"""Runs the folder watcher inside the worker and publishes what it finds."""
+"""The camera folder watcher inside the worker: what it finds, published.
+
+`announcements` decides what a poll's findings become: an `ImageReceived` per complete
+upload, and a dead letter for each path refused before it reached any topic (a link out
+of the camera root). The Faust timer only polls, publishes them in order, and asks the
+watcher to report again the uploads it could not publish.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
-
-import faust
 
 from schemas.images import ImageReceived, image_id_for
+from schemas.topics import DEAD_LETTER_TOPICS, IMAGES
 from streams.dead_letters import dead_letter
+from streams.stage import Publish
 from streams.watcher import CompleteUpload, FolderWatcher, Rejected
-from vigil.settings import Settings
-
-if TYPE_CHECKING:
-    from streams.app import Topics
+from streams.wiring import Wiring
 
 log = logging.getLogger(__name__)
+
+
+class PathOutsideCameraRoot(Exception):
+    error_type = "PathOutsideCameraRoot"
 
 
 def image_received(upload: CompleteUpload, producer: str) -> ImageReceived:
@@ -32,40 +38,8 @@ def image_received(upload: CompleteUpload, producer: str) -> ImageReceived:
     )
 
 
-def register(app: faust.App, topics: Topics, settings: Settings) -> None:
-    from streams.app import publish
-
-    watcher = FolderWatcher(settings.camera_root, settings.file_stable_s)
-    producer = f"{settings.worker_id}/watcher"
-
-    # One watcher per consumer group: only the leader scans the folders.
-    @app.timer(settings.watch_interval_s, on_leader=True)
-    async def watch_camera_folders() -> None:
-        # A timer that raises stops the whole Faust app: this one logs and tries next tick.
-        try:
-            uploads, rejected = await asyncio.to_thread(watcher.poll, time.monotonic())
-            for index, upload in enumerate(uploads):
-                event = image_received(upload, producer)
-                try:
-                    await publish(topics.images, event.camera_id, event)
-                except BaseException:
-                    for unsent in uploads[index:]:
-                        watcher.retry_later(unsent)
-                    raise
-                log.info("image %s from %s: %s", event.image_id, event.camera_id, upload.path.name)
-            for reject in rejected:
-                await publish(topics.dlq_detection, reject.camera_id, _rejection(reject, producer))
-                log.warning("rejected %s: %s", reject.path, reject.reason)
-        except Exception:
-            log.exception("watching the camera folders failed; retrying on the next tick")
-
-
-class PathOutsideCameraRoot(Exception):
-    error_type = "PathOutsideCameraRoot"
-
-
-def _rejection(reject: Rejected, producer: str):
-    return dead_letter(
+def rejection(reject: Rejected, producer: str) -> Publish:
+    letter = dead_letter(
         stage="detection",
         raw=str(reject.path).encode(),
         error=PathOutsideCameraRoot(reject.reason),
@@ -73,3 +47,41 @@ def _rejection(reject: Rejected, producer: str):
         source_topic=None,
         camera_id=reject.camera_id,
     )
+    return Publish(DEAD_LETTER_TOPICS["detection"], reject.camera_id, letter)
+
+
+def announcements(
+    uploads: list[CompleteUpload], rejected: list[Rejected], producer: str
+) -> list[tuple[CompleteUpload | Rejected, Publish]]:
+    """What to publish for each finding of a poll, uploads first, in the order found."""
+    found: list[tuple[CompleteUpload | Rejected, Publish]] = []
+    for upload in uploads:
+        event = image_received(upload, producer)
+        found.append((upload, Publish(IMAGES, event.camera_id, event)))
+    found.extend((reject, rejection(reject, producer)) for reject in rejected)
+    return found
+
+
+def register(wiring: Wiring) -> None:
+    settings = wiring.settings
+    watcher = FolderWatcher(settings.camera_root, settings.file_stable_s)
+    producer = f"{settings.worker_id}/watcher"
+
+    # One watcher per consumer group: only the leader scans the folders.
+    @wiring.app.timer(settings.watch_interval_s, on_leader=True)
+    async def watch_camera_folders() -> None:
+        # A timer that raises stops the whole Faust app: this one logs and tries next tick.
+        try:
+            uploads, rejected = await asyncio.to_thread(watcher.poll, time.monotonic())
+            found = announcements(uploads, rejected, producer)
+            for index, (finding, item) in enumerate(found):
+                try:
+                    await wiring.publish(item)
+                except BaseException:
+                    for unsent, _ in found[index:]:
+                        if isinstance(unsent, CompleteUpload):
+                            watcher.retry_later(unsent)
+                    raise
+                log.info("%s from %s: %s", item.message.event_type, finding.camera_id, finding.path)
+        except Exception:
+            log.exception("watching the camera folders failed; retrying on the next tick")

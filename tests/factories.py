@@ -128,6 +128,44 @@ def enriched(
     )
 
 
+def enriched_image(
+    image_id: str,
+    labels: list[str],
+    *,
+    at: datetime,
+    camera_id: str = "cam",
+    enrich_first: bool = False,
+) -> DetectionsEnriched:
+    """One image's detections (confidence 0.8, 10x10 boxes) as the enrichment stage passes
+    them on; with `enrich_first`, the first one carries a person's description."""
+    found = tuple(
+        Detection(
+            label=label, class_id=0, confidence=0.8, bbox=BoundingBox(x1=0, y1=0, x2=10, y2=10)
+        )
+        for label in labels
+    )
+    described = Enrichment(
+        position=0,
+        detection_type="person",
+        description="Person in red",
+        attributes={"colors": ["red"]},
+        confidence=0.7,
+    )
+    return DetectionsEnriched(
+        image_id=image_id,
+        camera_id=camera_id,
+        file_path=f"/c/{image_id}.jpg",
+        image_width=100,
+        image_height=100,
+        detections=found,
+        detected_at=at,
+        enrichments=(described,) if enrich_first else (),
+        model_name="crop-attributes" if enrich_first else None,
+        model_version="1" if enrich_first else None,
+        latency_ms=35.0 if enrich_first else None,
+    )
+
+
 def reprocessed(
     produced: DetectionsProduced, again: Enrichment, at: datetime, latency_ms: float
 ) -> EnrichmentReprocessed:
@@ -195,6 +233,43 @@ def closed(
     )
 
 
+def closed_batch(
+    labels: list[str], *, at: datetime, camera_id: str = "back_yard", batch_id: str = "batch_1"
+) -> BatchClosed:
+    """A batch closed on idle after 60 s (last activity at 45 s): two detections per image,
+    confidences 0.500, 0.501 ... one second apart, each person described."""
+    held = tuple(
+        BatchDetection(
+            image_id=f"img{i // 2}",
+            position=i % 2,
+            file_path="/c/x.jpg",
+            label=label,
+            confidence=0.5 + i / 1000,
+            bbox=BoundingBox(x1=0, y1=0, x2=1, y2=1),
+            detected_at=at + timedelta(seconds=i),
+            enrichment=Enrichment(
+                position=i % 2,
+                detection_type="person",
+                description="Person in a dark upper garment",
+                attributes={},
+                confidence=0.6,
+            )
+            if label == "person"
+            else None,
+        )
+        for i, label in enumerate(labels)
+    )
+    return BatchClosed(
+        batch_id=batch_id,
+        camera_id=camera_id,
+        started_at=at,
+        closed_at=at + timedelta(seconds=60),
+        last_activity_at=at + timedelta(seconds=45),
+        trigger="idle_timeout",
+        detections=held,
+    )
+
+
 def recorded(
     batch: BatchClosed, score: int, version: int = 1, at: datetime | None = None
 ) -> SecurityEventRecorded:
@@ -215,6 +290,15 @@ def recorded(
         audit_id=str(uuid.uuid4()),
         occurred_at=at or batch.closed_at + timedelta(seconds=5 * version),
     )
+
+
+def analysed_batch(
+    camera_id: str, score: int = 72, at: datetime | None = None
+) -> tuple[BatchOpened, BatchClosed, SecurityEventRecorded]:
+    """An empty batch opened `at` (now), closed on max_size 30 s later, and its analysis."""
+    batch = opened(camera_id, at or datetime.now(UTC))
+    done = closed(batch, [], "max_size", 30)
+    return batch, done, recorded(done, score)
 
 
 # --- dead letters --------------------------------------------------------------------------

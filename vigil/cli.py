@@ -197,7 +197,8 @@ def test(ctx: typer.Context) -> None:
 
     `ruff check` and `ruff format --check` run first and fail the command on their own.
     Tests run in a random order: pytest-randomly prints the seed, and
-    `vigil test --randomly-seed=N` replays that order. pytest's exit 5 (no tests collected) counts as a failure.
+    `vigil test --randomly-seed=N` replays that order. pytest's exit 5 (no tests
+    collected) counts as a failure.
     """
     from vigil.devservices.triton import ensure_triton_venv
     from vigil.models import ensure_models

@@ -1,13 +1,10 @@
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import jsonschema
 import pytest
 
 from schemas.analysis import RISK_BANDS, level_for, risk_json_schema
-from schemas.batches import BatchClosed, BatchDetection
-from schemas.detections import BoundingBox
-from schemas.enrichments import Enrichment
 from streams.analysis import (
     MAX_LISTED_DETECTIONS,
     InvalidAnalysis,
@@ -15,41 +12,13 @@ from streams.analysis import (
     parse_assessment,
     part_of_day,
 )
+from tests.factories import closed_batch
 
 T0 = datetime(2026, 6, 1, 23, 15, tzinfo=UTC)
 
 
-def batch(labels: list[str]) -> BatchClosed:
-    detections = tuple(
-        BatchDetection(
-            image_id=f"img{i // 2}",
-            position=i % 2,
-            file_path="/c/x.jpg",
-            label=label,
-            confidence=0.5 + i / 1000,
-            bbox=BoundingBox(x1=0, y1=0, x2=1, y2=1),
-            detected_at=T0 + timedelta(seconds=i),
-            enrichment=Enrichment(
-                position=i % 2,
-                detection_type="person",
-                description="Person in a dark upper garment",
-                attributes={},
-                confidence=0.6,
-            )
-            if label == "person"
-            else None,
-        )
-        for i, label in enumerate(labels)
-    )
-    return BatchClosed(
-        batch_id="batch_1",
-        camera_id="back_yard",
-        started_at=T0,
-        closed_at=T0 + timedelta(seconds=60),
-        last_activity_at=T0 + timedelta(seconds=45),
-        trigger="idle_timeout",
-        detections=detections,
-    )
+def batch(labels: list[str]):
+    return closed_batch(labels, at=T0)
 
 
 def test_prompt_names_camera_time_counts_and_enrichments():

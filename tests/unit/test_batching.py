@@ -2,8 +2,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.detections import BoundingBox, Detection
-from schemas.enrichments import DetectionsEnriched, Enrichment
 from streams.batching import (
     RECENT_IMAGES,
     BatchLimits,
@@ -14,43 +12,14 @@ from streams.batching import (
     due_trigger,
     flush,
 )
+from tests.factories import enriched_image
 
 T0 = datetime(2026, 6, 1, 22, 0, tzinfo=UTC)
 LIMITS = BatchLimits(window_s=90, idle_s=30, max_size=5)
 
 
-def enriched(image_id: str, labels: list[str], enrich_first: bool = False) -> DetectionsEnriched:
-    detections = tuple(
-        Detection(
-            label=label, class_id=0, confidence=0.8, bbox=BoundingBox(x1=0, y1=0, x2=10, y2=10)
-        )
-        for label in labels
-    )
-    enrichments = (
-        (
-            Enrichment(
-                position=0,
-                detection_type="person",
-                description="Person in red",
-                attributes={"colors": ["red"]},
-                confidence=0.7,
-            ),
-        )
-        if enrich_first
-        else ()
-    )
-    return DetectionsEnriched(
-        image_id=image_id,
-        camera_id="cam",
-        file_path=f"/c/{image_id}.jpg",
-        image_width=100,
-        image_height=100,
-        detections=detections,
-        detected_at=T0,
-        enrichments=enrichments,
-        model_name="crop-attributes" if enrich_first else None,
-        model_version="1" if enrich_first else None,
-    )
+def enriched(image_id: str, labels: list[str], enrich_first: bool = False):
+    return enriched_image(image_id, labels, at=T0, enrich_first=enrich_first)
 
 
 def test_first_detections_open_a_batch():
@@ -149,5 +118,7 @@ def test_pending_flushes_sent_once_until_resend_interval():
     assert pending.due([state.open], idle, LIMITS) == [(state.open, "idle_timeout")]
     assert pending.due([state.open], idle + timedelta(seconds=5), LIMITS) == []
     assert len(pending.due([state.open], idle + timedelta(seconds=11), LIMITS)) == 1
-    pending.forget(state.open.batch_id)
+    # Once the batch is no longer open it is forgotten: a batch open again is due at once.
+    assert pending.due([], idle + timedelta(seconds=12), LIMITS) == []
+    assert pending.sent == {}
     assert len(pending.due([state.open], idle + timedelta(seconds=12), LIMITS)) == 1

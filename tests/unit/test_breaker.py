@@ -3,7 +3,7 @@ import asyncio
 import pytest
 
 from streams.breaker import BreakerConfig, CircuitBreaker, CircuitOpen
-from streams.retry import PermanentError
+from streams.errors import PermanentError
 
 
 class Clock:

@@ -1,10 +1,10 @@
 import pytest
 
 from schemas.codec import UndecodableMessage, UnsupportedSchemaVersion, decode, encode
-from schemas.images import image_id_for
+from schemas.images import ImageReceived, image_id_for
 from schemas.system import DeadLetterRequeued, DeadLettersCleared
-from schemas.topics import ALL_TOPICS, DEAD_LETTER_TOPICS, DETECTIONS, IMAGES
-from tests.factories import image_event
+from schemas.topics import ALL_TOPICS, DEAD_LETTER_TOPICS, DETECTIONS, ENRICHMENTS, IMAGES
+from tests.factories import enriched_image, image_event
 
 
 def test_round_trip_keeps_every_field():
@@ -66,3 +66,19 @@ def test_a_dead_letter_topic_carries_letters_and_what_became_of_them():
     for topic in DEAD_LETTER_TOPICS.values():
         assert decode(topic, encode(requeued)) == requeued
         assert decode(topic, encode(cleared)) == cleared
+
+
+def test_enrichments_must_name_the_model_that_made_them():
+    at = image_event().occurred_at
+    enriched = enriched_image("a", ["person"], at=at, enrich_first=True)
+    raw = encode(enriched).replace(b'"model_name":"crop-attributes"', b'"model_name":null')
+    with pytest.raises(UndecodableMessage, match=r"model_name'\] unset"):
+        decode(ENRICHMENTS, raw)
+    unenriched = enriched_image("b", ["person"], at=at)
+    assert decode(ENRICHMENTS, encode(unenriched)).model_name is None
+
+
+def test_the_supported_schema_version_is_the_fields_default():
+    event = image_event()
+    assert event.schema_version == ImageReceived.model_fields["schema_version"].default == 1
+    assert decode(IMAGES, encode(event)).schema_version == 1

@@ -1,7 +1,7 @@
 import pytest
 
-from streams.detector import InvalidImage
-from streams.images import ImageMissing, check_image_bytes, read_image
+from streams.errors import ImageMissing, InvalidImage
+from streams.images import check_image_bytes, read_image
 
 
 def test_check_accepts_jpeg_and_png_signatures():

@@ -2,7 +2,8 @@ import asyncio
 
 import pytest
 
-from streams.retry import PermanentError, RetryExhausted, RetryPolicy, call_with_retry
+from streams.errors import PermanentError
+from streams.retry import RetryExhausted, RetryPolicy, call_with_retry
 
 
 def test_delay_after_doubles_from_base_and_caps():

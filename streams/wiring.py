@@ -1,0 +1,68 @@
+"""The Faust side every agent shares: our topics as Faust topics, publishing, and tables.
+
+A leaf module: agents import it, it imports no agent. The Faust app itself is made in
+`streams.app`, which registers every stage on one `Wiring`.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from schemas.codec import encode
+from schemas.topics import TopicSpec
+from streams.stage import Publish, Received
+from vigil.settings import Settings
+
+
+class Wiring:
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self._topics: dict[tuple[str, ...], faust.TopicT] = {}
+
+    def topic(self, *specs: TopicSpec) -> faust.TopicT:
+        """One Faust topic over one or more of ours (co-partitioned: same key, same count)."""
+        names = tuple(spec.name for spec in specs)
+        if names not in self._topics:
+            partitions = {spec.partitions or self.settings.topic_partitions for spec in specs}
+            if len(partitions) != 1:
+                raise ValueError(f"topics {list(names)} are not co-partitioned")
+            self._topics[names] = self.app.topic(
+                *names,
+                partitions=partitions.pop(),
+                key_serializer="raw",
+                value_serializer="raw",
+            )
+        return self._topics[names]
+
+    async def publish(self, item: Publish) -> None:
+        """Send and wait for the broker's acknowledgement before the source offset can commit."""
+        if not isinstance(item.message, item.topic.value_types):
+            raise TypeError(f"{type(item.message).__name__} is not carried by {item.topic.name}")
+        key = item.key.encode() if item.key is not None else None
+        pending = await self.topic(item.topic).send(key=key, value=encode(item.message), force=True)
+        await pending
+
+    def table(self, name: str, *, default=None) -> faust.Table:
+        """A JSON table keyed by a string, co-partitioned with the topics, backed by its changelog.
+
+        No key or value *types* are given: Faust's recovery expects Record types there and
+        fails on plain ones (`type object 'bool' has no attribute 'from_data'`).
+        """
+        return self.app.Table(
+            name,
+            default=default,
+            partitions=self.settings.topic_partitions,
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),
+        )
+
+
+def received(event: faust.EventT) -> Received:
+    message = event.message
+    return Received(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+    )
