@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+import time
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 
 from projections.db import migrate
 from schemas.codec import UndecodableMessage, decode, encode
@@ -23,14 +32,28 @@ def ensure_topics(settings: Settings) -> None:
     )
 
 
+# A topic just created can be listed with its leader before that broker leads it.
+_LEADER_MOVING = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
+
+
+def _end_offset(consumer: Consumer, partition: TopicPartition, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.get_watermark_offsets(partition, timeout=timeout)[1]
+        except KafkaException as exc:
+            if exc.args[0].code() not in _LEADER_MOVING or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def configured_models(bootstrap: str, timeout: float = 10.0) -> set[str]:
     """Models that already have a prompt configuration on the prompts topic."""
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "vigil-init", "enable.auto.commit": False}
     )
     try:
-        partition = TopicPartition(PROMPTS.name, 0)
-        _, end = consumer.get_watermark_offsets(partition, timeout=timeout)
+        end = _end_offset(consumer, TopicPartition(PROMPTS.name, 0), timeout)
         consumer.assign([TopicPartition(PROMPTS.name, 0, OFFSET_BEGINNING)])
         models: set[str] = set()
         position = 0
