@@ -13,63 +13,25 @@ the other requests of the batch are unaffected.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image
+from vigil_triton.imaging import InvalidImage, decode_image, min_size
+from vigil_triton.requests import error_response, image_bytes
 
 INPUT_SIZE = 512
 ONNX_INPUT = "images"
 ONNX_OUTPUT = "detections"
-FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG covers MPO too
-
-ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-
-class InvalidImage(ValueError):
-    pass
+# Let libjpeg decode at 1/2..1/8 scale when the image is much larger than the input.
+DRAFT = min_size(INPUT_SIZE, INPUT_SIZE)
 
 
 def _param(config: dict, key: str, default: str) -> str:
     return config.get("parameters", {}).get(key, {}).get("string_value", default)
-
-
-def decode(data: bytes, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
-    """Decode to RGB with EXIF orientation applied; refuse bombs before decoding.
-
-    Returns the image (possibly decoded at reduced scale) and the full-resolution
-    (width, height) after orientation, the frame detections are reported in.
-    """
-    if not data:
-        raise InvalidImage("empty payload (0 bytes)")
-    try:
-        image = Image.open(io.BytesIO(data), formats=FORMATS)  # parses the header only
-    except Exception as exc:
-        raise InvalidImage(f"not a decodable image ({type(exc).__name__}: {exc})") from exc
-    width, height = image.size
-    if width <= 0 or height <= 0:
-        raise InvalidImage(f"image has no pixels ({width}x{height})")
-    if width * height > max_pixels:
-        raise InvalidImage(
-            f"image too large: {width}x{height} = {width * height} pixels > {max_pixels}"
-        )
-    try:
-        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
-            width, height = height, width
-        if image.format in ("JPEG", "MPO"):
-            # Let libjpeg decode at 1/2..1/8 scale when the image is much larger than the input.
-            image.draft("RGB", (INPUT_SIZE, INPUT_SIZE))
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-    except Exception as exc:
-        raise InvalidImage(f"corrupt or truncated {image.format} data ({exc})") from exc
-    return image, (width, height)
 
 
 def letterbox(image: Image.Image) -> tuple[np.ndarray, float, int, int]:
@@ -117,8 +79,6 @@ class TritonPythonModel:
         self.iou_threshold = float(_param(config, "iou_threshold", "0.5"))
         self.duplicate_iou = float(_param(config, "duplicate_iou", "0.9"))
         self.max_pixels = int(_param(config, "max_pixels", "40000000"))
-        # decode() enforces max_pixels itself, with a clearer message than Pillow's check.
-        Image.MAX_IMAGE_PIXELS = None
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(_param(config, "intra_op_threads", "1"))
         options.inter_op_num_threads = 1
@@ -133,7 +93,8 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def detect(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
-        image, (width, height) = decode(data, self.max_pixels)
+        decoded = decode_image(data, self.max_pixels, draft=DRAFT)
+        image, width, height = decoded.image, decoded.width, decoded.height
         batch, ratio, dx, dy = letterbox(image)
         raw = self.session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})[0][0]
         rows = raw[raw[:, 4] >= self.min_score].astype(np.float32)
@@ -153,17 +114,13 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             try:
-                payload = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy()
-                data = payload.reshape(-1)[0] if payload.size else b""
-                if isinstance(data, str):
-                    data = data.encode("latin-1")
-                detections, size = self.detect(bytes(data))
+                detections, size = self.detect(image_bytes(request))
             except InvalidImage as exc:
-                responses.append(_error(f"invalid image: {exc}"))
+                responses.append(error_response(f"invalid image: {exc}"))
                 continue
             except Exception as exc:  # noqa: BLE001 - one bad request must not fail the model
                 responses.append(
-                    _error(f"detection failed: {type(exc).__name__}: {exc}", internal=True)
+                    error_response(f"detection failed: {type(exc).__name__}: {exc}", internal=True)
                 )
                 continue
             responses.append(
@@ -176,8 +133,3 @@ class TritonPythonModel:
                 )
             )
         return responses
-
-
-def _error(message: str, *, internal: bool = False):
-    code = pb_utils.TritonError.INTERNAL if internal else pb_utils.TritonError.INVALID_ARG
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))

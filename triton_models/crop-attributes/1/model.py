@@ -80,31 +80,17 @@ import json
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from PIL import Image
-from vigil_crop import (
-    InvalidImage,
-    InvalidRequest,
-    analyse,
-    check_shapes,
-    decode_image,
-    frame_stats,
-    parse_boxes,
-)
+from vigil_crop import InvalidRequest, analyse, check_shapes, frame_stats, parse_boxes
+from vigil_triton.imaging import InvalidImage, decode_image, min_long_side
+from vigil_triton.requests import error_response, image_bytes
+
+# JPEGs larger than this (long side) are decoded at 1/2..1/8 scale: colour statistics
+# need no more, and the boxes are mapped to the decoded pixels.
+DRAFT = min_long_side(640)
 
 
 def _param(config: dict, key: str, default: str) -> str:
     return config.get("parameters", {}).get(key, {}).get("string_value", default)
-
-
-def _image_bytes(request) -> bytes:
-    payload = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy()
-    data = payload.reshape(-1)[0] if payload.size else b""
-    return data.encode("latin-1") if isinstance(data, str) else bytes(data)
-
-
-def _error(message: str, *, internal: bool = False):
-    code = pb_utils.TritonError.INTERNAL if internal else pb_utils.TritonError.INVALID_ARG
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
 
 
 class TritonPythonModel:
@@ -112,12 +98,10 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         self.max_pixels = int(_param(config, "max_pixels", "40000000"))
         self.max_boxes = int(_param(config, "max_boxes", "300"))
-        # decode_image() enforces max_pixels itself, with a clearer message than Pillow's.
-        Image.MAX_IMAGE_PIXELS = None
 
     def enrich(self, data: bytes, boxes: np.ndarray, labels: np.ndarray) -> list:
         check_shapes(boxes, labels, self.max_boxes)  # before paying for the decode
-        decoded = decode_image(data, self.max_pixels)
+        decoded = decode_image(data, self.max_pixels, draft=DRAFT)
         parsed = parse_boxes(boxes, labels, decoded.width, decoded.height, self.max_boxes)
         frame = frame_stats(decoded)
         results = [analyse(decoded, frame, box) for box in parsed]
@@ -141,16 +125,16 @@ class TritonPythonModel:
             try:
                 boxes = pb_utils.get_input_tensor_by_name(request, "BOXES").as_numpy()
                 labels = pb_utils.get_input_tensor_by_name(request, "LABELS").as_numpy()
-                outputs = self.enrich(_image_bytes(request), boxes, labels)
+                outputs = self.enrich(image_bytes(request), boxes, labels)
             except InvalidRequest as exc:
-                responses.append(_error(f"invalid request: {exc}"))
+                responses.append(error_response(f"invalid request: {exc}"))
                 continue
             except InvalidImage as exc:
-                responses.append(_error(f"invalid image: {exc}"))
+                responses.append(error_response(f"invalid image: {exc}"))
                 continue
             except Exception as exc:  # noqa: BLE001 - one bad request must not fail the model
                 responses.append(
-                    _error(f"enrichment failed: {type(exc).__name__}: {exc}", internal=True)
+                    error_response(f"enrichment failed: {type(exc).__name__}: {exc}", internal=True)
                 )
                 continue
             responses.append(pb_utils.InferenceResponse(output_tensors=outputs))

@@ -39,6 +39,8 @@ import triton_python_backend_utils as pb_utils
 from florence_caption import clean_caption, first_sentences, person_fields
 from PIL import Image
 from transformers import AutoProcessor, Florence2ForConditionalGeneration
+from vigil_triton.imaging import InvalidImage, decode_image
+from vigil_triton.requests import error_response, image_bytes
 
 SOURCE = "florence-2"
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -50,17 +52,6 @@ def _param(config: dict, key: str, default: str) -> str:
 
 def _resolve(model_dir: str, path: str) -> str:
     return os.path.normpath(path if os.path.isabs(path) else os.path.join(model_dir, path))
-
-
-def _image_bytes(request) -> bytes:
-    payload = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy()
-    data = payload.reshape(-1)[0] if payload.size else b""
-    return data.encode("latin-1") if isinstance(data, str) else bytes(data)
-
-
-def _error(message: str, *, internal: bool = False):
-    code = pb_utils.TritonError.INTERNAL if internal else pb_utils.TritonError.INVALID_ARG
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
 
 
 def square_crop(image: Image.Image, box: tuple[float, float, float, float], margin: float):
@@ -113,7 +104,6 @@ class TritonPythonModel:
         self.margin = float(_param(config, "crop_margin", "0.1"))
         self.max_pixels = int(_param(config, "max_pixels", "40000000"))
         self.max_boxes = int(_param(config, "max_boxes", "300"))
-        Image.MAX_IMAGE_PIXELS = None  # decode_image() enforces max_pixels itself
 
     @torch.inference_mode()
     def caption(self, crops: list[Image.Image]) -> list[tuple[str, float]]:
@@ -149,7 +139,7 @@ class TritonPythonModel:
     def enrich(self, data: bytes, boxes: np.ndarray, labels: np.ndarray) -> list:
         vc = self.vc
         vc.check_shapes(boxes, labels, self.max_boxes)  # before paying for the decode
-        decoded = vc.decode_image(data, self.max_pixels, long_side=None)
+        decoded = decode_image(data, self.max_pixels)  # full resolution: the crops are captioned
         parsed = vc.parse_boxes(boxes, labels, decoded.width, decoded.height, self.max_boxes)
         frame = vc.frame_stats(decoded)
         sx, sy = decoded.scale
@@ -186,16 +176,16 @@ class TritonPythonModel:
             try:
                 boxes = pb_utils.get_input_tensor_by_name(request, "BOXES").as_numpy()
                 labels = pb_utils.get_input_tensor_by_name(request, "LABELS").as_numpy()
-                outputs = self.enrich(_image_bytes(request), boxes, labels)
+                outputs = self.enrich(image_bytes(request), boxes, labels)
             except self.vc.InvalidRequest as exc:
-                responses.append(_error(f"invalid request: {exc}"))
+                responses.append(error_response(f"invalid request: {exc}"))
                 continue
-            except self.vc.InvalidImage as exc:
-                responses.append(_error(f"invalid image: {exc}"))
+            except InvalidImage as exc:
+                responses.append(error_response(f"invalid image: {exc}"))
                 continue
             except Exception as exc:  # noqa: BLE001 - one bad request must not fail the model
                 responses.append(
-                    _error(f"enrichment failed: {type(exc).__name__}: {exc}", internal=True)
+                    error_response(f"enrichment failed: {type(exc).__name__}: {exc}", internal=True)
                 )
                 continue
             responses.append(pb_utils.InferenceResponse(output_tensors=outputs))

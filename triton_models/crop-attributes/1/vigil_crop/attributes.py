@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from vigil_triton.imaging import DecodedImage
 
 from vigil_crop.colors import BLACK, COLOR_NAMES, name_pixels, ranked, shares, srgb_to_lab
 from vigil_crop.describe import describe
-from vigil_crop.imaging import Box, DecodedImage, crop_pixels
+from vigil_crop.imaging import Box, crop_pixels
 
 SOURCE = "pixel-statistics"
 PERSON_LABELS = frozenset({"person"})

@@ -1,40 +1,20 @@
-"""Decoding the request image and checking the boxes and labels that come with it."""
+"""Checking the boxes and labels that come with the request image, and cropping them.
+
+The image itself is decoded by `vigil_triton.imaging.decode_image`.
+"""
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
-
-FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG covers MPO too
-# JPEGs larger than this (long side) are decoded at 1/2..1/8 scale: colour statistics
-# need no more, and the boxes are mapped to the decoded pixels.
-DECODE_LONG_SIDE = 640
-
-ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-
-class InvalidImage(ValueError):
-    """The IMAGE payload cannot be used; answered as "invalid image: ..."."""
+from PIL import Image
+from vigil_triton.imaging import DecodedImage
 
 
 class InvalidRequest(ValueError):
     """BOXES/LABELS are inconsistent or unusable; answered as "invalid request: ..."."""
-
-
-@dataclass(frozen=True)
-class DecodedImage:
-    image: Image.Image  # RGB, upright (EXIF orientation applied), possibly drafted
-    width: int  # full-resolution width after orientation: the frame the boxes are in
-    height: int
-
-    @property
-    def scale(self) -> tuple[float, float]:
-        """Decoded pixels per original pixel, per axis."""
-        return self.image.size[0] / self.width, self.image.size[1] / self.height
 
 
 @dataclass(frozen=True)
@@ -53,41 +33,6 @@ class Box:
     @property
     def height(self) -> float:
         return self.y2 - self.y1
-
-
-def decode_image(
-    data: bytes, max_pixels: int, long_side: int | None = DECODE_LONG_SIDE
-) -> DecodedImage:
-    """Decode to RGB with EXIF orientation applied; refuse bombs before decoding.
-
-    JPEGs may be decoded at reduced scale, keeping at least `long_side` pixels on the
-    long side (None: always full resolution)."""
-    if not data:
-        raise InvalidImage("empty payload (0 bytes)")
-    try:
-        image = Image.open(io.BytesIO(data), formats=FORMATS)  # parses the header only
-    except Exception as exc:
-        raise InvalidImage(f"not a decodable image ({type(exc).__name__}: {exc})") from exc
-    width, height = image.size
-    if width <= 0 or height <= 0:
-        raise InvalidImage(f"image has no pixels ({width}x{height})")
-    if width * height > max_pixels:
-        raise InvalidImage(
-            f"image too large: {width}x{height} = {width * height} pixels > {max_pixels}"
-        )
-    try:
-        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
-            width, height = height, width
-        if long_side and image.format in ("JPEG", "MPO"):
-            ratio = min(1.0, long_side / max(image.size))
-            image.draft("RGB", (math.ceil(image.size[0] * ratio), math.ceil(image.size[1] * ratio)))
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-    except Exception as exc:
-        raise InvalidImage(f"corrupt or truncated {image.format} data ({exc})") from exc
-    return DecodedImage(image=image, width=width, height=height)
 
 
 def _label(raw: object, index: int) -> str:
