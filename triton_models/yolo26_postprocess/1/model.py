@@ -5,6 +5,9 @@ class) + LETTERBOX (FP32, [4]: gain_x, gain_y, pad_x, pad_y) + IMAGE_SIZE (INT32
 [2]) -> DETECTIONS (FP32, [N, 6]) with score >= `min_score`, boxes clipped to the
 image, best first, and LABELS (BYTES, [N]) naming each row's class from
 `../coco_labels.txt`. YOLO26 is NMS-free, so no suppression happens here.
+
+Its inputs come from the ensemble's own steps, never from a caller, so any failure
+here is the ensemble's own: INTERNAL "postprocess failed: ...".
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from vigil_triton.requests import error_response
 
 
 def to_original(
@@ -49,11 +53,11 @@ class TritonPythonModel:
                 detections = to_original(raw, transform, size, self.min_score)
                 labels = np.array([self.labels[int(c)] for c in detections[:, 5]], dtype=np.object_)
             except Exception as exc:  # noqa: BLE001 - one bad request must not fail the model
-                error = pb_utils.TritonError(
-                    f"postprocess failed: {type(exc).__name__}: {exc}",
-                    pb_utils.TritonError.INTERNAL,
+                responses.append(
+                    error_response(
+                        f"postprocess failed: {type(exc).__name__}: {exc}", internal=True
+                    )
                 )
-                responses.append(pb_utils.InferenceResponse(error=error))
                 continue
             responses.append(
                 pb_utils.InferenceResponse(

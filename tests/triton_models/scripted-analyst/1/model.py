@@ -4,8 +4,10 @@ camera id contains   answer
 "notjson"            prose, not JSON
 "score150"           JSON with risk_score 150
 "contradicts"        JSON whose risk_level contradicts its risk_score
-"unavailable"        a Triton error (the model is failing)
+"unavailable"        an INTERNAL error (the model is failing: transient to the caller)
 anything else        a valid medium-risk assessment
+
+A PROMPT that is not UTF-8 gets INVALID_ARG, as `nemotron` answers it.
 """
 
 import json
@@ -13,6 +15,7 @@ import re
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from vigil_triton.requests import error_response
 
 VALID = {"risk_score": 42, "risk_level": "medium", "summary": "Scripted.", "reasoning": "Scripted."}
 
@@ -39,11 +42,15 @@ class TritonPythonModel:
     def execute(self, requests):
         responses = []
         for request in requests:
-            prompt = _text(request, "PROMPT")
+            try:
+                prompt = _text(request, "PROMPT")
+            except UnicodeDecodeError as exc:
+                responses.append(error_response(f"PROMPT is not valid UTF-8 ({exc})"))
+                continue
             try:
                 text = scripted(prompt)
             except RuntimeError as exc:
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+                responses.append(error_response(str(exc), internal=True))
                 continue
             responses.append(
                 pb_utils.InferenceResponse(
