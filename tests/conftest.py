@@ -28,7 +28,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
     started = start_stack(
         tmp_path_factory.mktemp("services"),
-        triton_models=(*LOCAL_MODELS, "scripted-analyst"),
+        triton_models=(*LOCAL_MODELS, "scripted-analyst", "faulty-detector", "faulty-enricher"),
         extra_model_repositories=(FAULT_MODELS,),
     )
     try:
