@@ -158,24 +158,33 @@ def api_client_of(stack: Stack):
         yield client
 
 
-def new_database(stack: Stack, prefix: str) -> str:
-    """An empty database of its own on the stack's Postgres server; its URL."""
+def _in_database(database_url: str, statement: str) -> None:
     from projections.db import make_engine
 
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(stack.database_url)
+    admin = make_engine(database_url)
     try:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        with admin.begin() as connection:
+            connection.execute(text(statement))
     finally:
         admin.dispose()
-    return make_url(stack.database_url).set(database=name).render_as_string(hide_password=False)
+
+
+def new_schema(database_url: str, name: str) -> str:
+    """An empty schema in the database; the URL whose connections use it."""
+    _in_database(database_url, f'CREATE SCHEMA "{name}"')
+    url = make_url(database_url).update_query_dict({"options": f"-csearch_path={name}"})
+    return url.render_as_string(hide_password=False)
+
+
+def drop_schema(database_url: str, name: str) -> None:
+    _in_database(database_url, f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 @contextmanager
 def own_services(stack: Stack, state_dir: Path, prefix: str) -> Iterator[Stack]:
-    """A Kafka broker and a database of a test module's own, initialised like a deployment
-    (topics, schema, seed prompt), beside the session's Triton.
+    """A Kafka broker and a database of a test module's own (a schema of the session's
+    database), initialised like a deployment (topics, tables, seed prompt), beside the
+    session's Triton.
 
     For tests whose commands act on a whole queue or whose events every projection would
     see: what they publish reaches no other module, and no other module's events reach them.
@@ -191,12 +200,14 @@ def own_services(stack: Stack, state_dir: Path, prefix: str) -> Iterator[Stack]:
         triton_url=stack.triton_url,
         kafka=kafka,
     )
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
     try:
-        own.database_url = new_database(stack, prefix)
+        own.database_url = new_schema(stack.database_url, schema)
         initialize(own.settings())
         yield own
     finally:
         own.stop()
+        drop_schema(stack.database_url, schema)
 
 
 def letters_stored(engine, ids: list[str]) -> bool:

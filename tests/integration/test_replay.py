@@ -48,7 +48,7 @@ def test_replay_after_dropping_the_read_models_gives_the_same_answers(
         stage="detection",
         raw=encode(images[0]),
         error=ValueError("boom"),
-        own_producer="test",
+        producer="test",
         source_topic=IMAGES.name,
         source_partition=0,
         source_offset=0,
