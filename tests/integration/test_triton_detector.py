@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 import re
 import shutil
-import struct
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import tritonclient.http as httpclient
 from PIL import Image, ImageOps
 from tritonclient.utils import InferenceServerException
 
+from tests.factories import png_claiming
 from vigil.devservices.triton import TritonService, start_triton
 from vigil.models import ensure_models, sample_image
 
@@ -80,22 +79,6 @@ def rejection(client: httpclient.InferenceServerClient, data: bytes) -> str:
     with pytest.raises(InferenceServerException) as caught:
         detect(client, data)
     return caught.value.message()
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height but which carries almost no data."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 def assert_bus_scene(detections: np.ndarray, width: int, height: int) -> None:
@@ -193,7 +176,7 @@ def test_bad_input_is_rejected_and_the_model_keeps_serving(
         "truncated": good[: int(len(good) * 0.3)],
         "empty": b"",
         "text": b"camera 7 says hello\nthis is not an image\n" * 20,
-        "bomb": png_header_only(30000, 30000),
+        "bomb": png_claiming(30000, 30000),
     }
     message = rejection(client, payloads[case])
     assert message.startswith("invalid image:"), message
