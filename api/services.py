@@ -22,7 +22,8 @@ class Services:
     settings: Settings
     commands: CommandSender
     broadcaster: Broadcaster
-    flush_wait_s: float
+    # How long a write waits for the read model to show its outcome before answering 202.
+    read_your_writes_wait_s: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -38,7 +39,7 @@ class Services:
                 settings.kafka_bootstrap_servers, ack_timeout_s=settings.api_command_ack_timeout_s
             ),
             broadcaster=Broadcaster(queue_size=settings.ws_client_queue_size),
-            flush_wait_s=settings.api_flush_wait_s,
+            read_your_writes_wait_s=settings.read_your_writes_wait_s,
         )
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,8 +61,14 @@ class Settings(BaseSettings):
     api_key_hashes: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    # How long a flush waits for the batch to close before answering 202 "queued".
-    api_flush_wait_s: float = Field(default=10.0, ge=0)
+    # Read-your-writes: how long a write waits for the read model to show its outcome before
+    # answering 202 (a flush for the batch to close, a DLQ requeue or clear for the queue, a
+    # breaker reset for every worker). API_FLUSH_WAIT_S, its former name, is still read.
+    read_your_writes_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        validation_alias=AliasChoices("read_your_writes_wait_s", "api_flush_wait_s"),
+    )
     api_command_ack_timeout_s: float = Field(default=5.0, gt=0)
     ws_client_queue_size: int = Field(default=100, ge=1)
     ws_partition_check_s: float = Field(default=30.0, gt=0)

@@ -94,7 +94,9 @@ def flush(
     state = batch_state(session, batch_id)
     if state is None:
         raise HTTPException(status_code=404, detail=f"batch {batch_id} not found")
-    outcome = flush_batch(session, services.commands, state, wait_s=services.flush_wait_s)
+    outcome = flush_batch(
+        session, services.commands, state, wait_s=services.read_your_writes_wait_s
+    )
     if outcome.status == "queued":
         response.status_code = 202
     return outcome

@@ -66,7 +66,9 @@ def requeue_one(
     not JSON, or never reached a topic, the answer is 409 and the letter stays: clear the
     queue to drop it (requeue-all skips such letters).
     """
-    outcome, shown = requeue_oldest(session, services.commands, queue, wait_s=services.flush_wait_s)
+    outcome, shown = requeue_oldest(
+        session, services.commands, queue, wait_s=services.read_your_writes_wait_s
+    )
     if not shown:
         response.status_code = 202
     return outcome
@@ -91,7 +93,7 @@ def requeue_every(
         session,
         services.commands,
         queue,
-        wait_s=services.flush_wait_s,
+        wait_s=services.read_your_writes_wait_s,
         limit=REQUEUE_ALL_LIMIT,
     )
     if not shown:
@@ -109,7 +111,9 @@ def clear(
     session: SessionDep, services: ServicesDep, queue: QueueDep, response: Response
 ) -> DLQClearOutcome:
     """Delete every pending letter of the queue for good (one event names them all)."""
-    outcome, shown = clear_queue(session, services.commands, queue, wait_s=services.flush_wait_s)
+    outcome, shown = clear_queue(
+        session, services.commands, queue, wait_s=services.read_your_writes_wait_s
+    )
     if not shown:
         response.status_code = 202
     return outcome

@@ -78,6 +78,7 @@ def read_circuit_breakers(services: ServicesDep, session: SessionDep) -> Circuit
 def reset_circuit_breaker(name: str, services: ServicesDep, session: SessionDep):
     """Tell every worker to close its breaker `name`; answers once all report it closed."""
     stale_s = services.settings.circuit_breaker_stale_s
+    wait_s = services.read_your_writes_wait_s
     known = circuit_breakers(session, stale_s).circuit_breakers
     if name not in known:
         raise HTTPException(
@@ -89,7 +90,7 @@ def reset_circuit_breaker(name: str, services: ServicesDep, session: SessionDep)
         session,
         lambda: circuit_breakers(session, stale_s).circuit_breakers[name].state,
         lambda state: state == "closed",
-        wait_s=services.flush_wait_s,
+        wait_s=wait_s,
     )
     if state == "closed":
         return BreakerResetOut(
@@ -99,6 +100,6 @@ def reset_circuit_breaker(name: str, services: ServicesDep, session: SessionDep)
         name=name,
         status="queued",
         state=state,
-        message=f"Reset sent; not every worker reported it closed after {services.flush_wait_s:g}s",
+        message=f"Reset sent; not every worker reported it closed after {wait_s:g}s",
     )
     return JSONResponse(status_code=202, content=body.model_dump())

@@ -337,12 +337,12 @@ def test_flush_answers_202_when_the_batch_does_not_close_in_time(api_client, eng
     batch, _ = _open_batch(engine, ["person"])
     watcher = TopicWatcher(stack.kafka_bootstrap, BATCH_COMMANDS)
     services = api_client.app.state.services
-    services.flush_wait_s, saved = 0.3, services.flush_wait_s
+    services.read_your_writes_wait_s, saved = 0.3, services.read_your_writes_wait_s
     try:
         reply = api_client.post(f"/api/batches/{batch.batch_id}/flush")
         key, command = watcher.find(lambda c: c.batch_id == batch.batch_id)
     finally:
-        services.flush_wait_s = saved
+        services.read_your_writes_wait_s = saved
         watcher.close()
     assert reply.status_code == 202, reply.text
     body = reply.json()

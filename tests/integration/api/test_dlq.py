@@ -385,13 +385,13 @@ def test_answers_202_when_the_queue_does_not_show_it_in_time(
         own_producer, own_engine, *(batch_letter(new_camera_id("dlq"), m)[0] for m in (0, 1))
     )
     services = own_api_client.app.state.services
-    saved = services.commands, services.flush_wait_s
+    saved = services.commands, services.read_your_writes_wait_s
     # Kafka takes every message, but nothing of it reaches the projection.
-    services.commands, services.flush_wait_s = FakeSender(), 0.3
+    services.commands, services.read_your_writes_wait_s = FakeSender(), 0.3
     try:
         reply = own_api_client.request(method, path.format(ANALYSIS))
     finally:
-        services.commands, services.flush_wait_s = saved
+        services.commands, services.read_your_writes_wait_s = saved
     assert reply.status_code == 202, reply.text
     assert reply.json()["message"].endswith("; the queue had not caught up yet")
     assert _pending(own_api_client, ANALYSIS) == ids
