@@ -2,7 +2,8 @@
 
 A mutating call validates against the read model, produces a command and waits for
 the broker's acknowledgement; where the spec answers with the outcome, it then waits
-for the projection to show it (read-your-writes).
+for the projection to show it (read-your-writes), and raises NotYetVisible with the
+outcome when the wait runs out first. Failures are the API's own errors (api/errors.py).
 """
 
 from __future__ import annotations
@@ -14,29 +15,22 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Producer
-from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
-from api.models import FlushOutcome, ReprocessQueued
+from api.errors import Conflict, DeliveryFailed, NotFound, NotYetVisible
+from api.models import BreakerResetOut, FlushOutcome, ReprocessQueued
 from api.queries.batches import BatchState, batch_state
+from api.queries.breakers import circuit_breakers
 from projections.tables import DetectionRow
 from schemas.batches import FlushBatch
 from schemas.codec import encode
 from schemas.detections import BoundingBox, Detection
 from schemas.enrichments import ReprocessEnrichment
 from schemas.envelope import Message
-from schemas.topics import BATCH_COMMANDS, ENRICHMENT_COMMANDS, TopicSpec
+from schemas.system import ResetCircuitBreaker
+from schemas.topics import BATCH_COMMANDS, ENRICHMENT_COMMANDS, SYSTEM_COMMANDS, TopicSpec
 
 T = TypeVar("T")
-
-
-class CommandNotDelivered(HTTPException):
-    """Kafka did not acknowledge a command in time: the caller may retry."""
-
-    def __init__(self, what: str, topic: str, reason: str) -> None:
-        super().__init__(
-            status_code=503, detail=f"{what} was not acknowledged by Kafka on {topic}: {reason}"
-        )
 
 
 @dataclass(frozen=True)
@@ -90,10 +84,13 @@ class CommandSender:
         return cls(producer, ack_timeout_s)
 
     def send(self, topic: TopicSpec, key: str | None, message: Message) -> Delivered:
-        """Produce one message; raises CommandNotDelivered unless the broker stored it."""
+        """Produce one message; raises DeliveryFailed unless the broker stored it."""
         [result] = self.deliver([outgoing(topic, key, message)])
         if isinstance(result, NotDelivered):
-            raise CommandNotDelivered(message.event_type, topic.name, result.reason)
+            raise DeliveryFailed(
+                f"{message.event_type} was not acknowledged by Kafka on {topic.name}: "
+                f"{result.reason}"
+            )
         return result
 
     def deliver(self, messages: Sequence[Outgoing]) -> list[Delivered | NotDelivered]:
@@ -136,15 +133,6 @@ class CommandSender:
         self._producer.close()
 
 
-class BatchNotAggregating(HTTPException):
-    def __init__(self, state: BatchState) -> None:
-        super().__init__(
-            status_code=409,
-            detail=f"batch {state.batch_id} is {state.status}: only an aggregating batch "
-            "can be flushed",
-        )
-
-
 def wait_for_read_model(
     session: Session,
     probe: Callable[[], T],
@@ -177,7 +165,9 @@ def flush_batch(
 ) -> FlushOutcome:
     """Ask the aggregator to close the batch, then wait for the read model to show it closed."""
     if state.status != "aggregating":
-        raise BatchNotAggregating(state)
+        raise Conflict(
+            f"batch {state.batch_id} is {state.status}: only an aggregating batch can be flushed"
+        )
     command = FlushBatch(batch_id=state.batch_id, camera_id=state.camera_id)
     sender.send(BATCH_COMMANDS, state.camera_id, command)
     current = wait_for_read_model(
@@ -188,11 +178,13 @@ def flush_batch(
         poll_s=poll_s,
     )
     if current.status == "aggregating":
-        return FlushOutcome(
-            status="queued",
-            batch_id=current.batch_id,
-            detection_count=current.detection_count,
-            message=f"Flush requested; the batch had not closed after {wait_s:g}s",
+        raise NotYetVisible(
+            FlushOutcome(
+                status="queued",
+                batch_id=current.batch_id,
+                detection_count=current.detection_count,
+                message=f"Flush requested; the batch had not closed after {wait_s:g}s",
+            )
         )
     return FlushOutcome(
         status="flushed",
@@ -223,3 +215,29 @@ def request_reprocess(sender: CommandSender, row: DetectionRow) -> ReprocessQueu
     """Ask the enrichment stage to describe one detection again; its answer comes as an event."""
     sender.send(ENRICHMENT_COMMANDS, row.camera_id, reprocess_command(row))
     return ReprocessQueued(detection_id=row.id)
+
+
+def reset_breaker(
+    session: Session, sender: CommandSender, name: str, *, stale_s: float, wait_s: float
+) -> BreakerResetOut:
+    """Tell every worker to close its breaker `name`, then wait until all report it closed."""
+    known = circuit_breakers(session, stale_s).circuit_breakers
+    if name not in known:
+        raise NotFound(f"circuit breaker {name!r} not found; known: {sorted(known)}")
+    sender.send(SYSTEM_COMMANDS, name, ResetCircuitBreaker(name=name))
+    state = wait_for_read_model(
+        session,
+        lambda: circuit_breakers(session, stale_s).circuit_breakers[name].state,
+        lambda state: state == "closed",
+        wait_s=wait_s,
+    )
+    if state != "closed":
+        raise NotYetVisible(
+            BreakerResetOut(
+                name=name,
+                status="queued",
+                state=state,
+                message=f"Reset sent; not every worker reported it closed after {wait_s:g}s",
+            )
+        )
+    return BreakerResetOut(name=name, status="reset", state=state, message="Circuit breaker reset")

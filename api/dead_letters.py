@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from fastapi import HTTPException
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -26,6 +25,7 @@ from api.commands import (
     outgoing,
     wait_for_read_model,
 )
+from api.errors import DeliveryIncomplete, NotRequeueable, NotYetVisible
 from api.models import DLQClearOutcome, DLQRequeueOutcome
 from api.queries.dlq import (
     Queue,
@@ -43,22 +43,6 @@ from schemas.topics import DEAD_LETTER_TOPICS
 REQUEUE_ALL_LIMIT = 1000
 # Ids per DeadLettersCleared, so that clearing a big queue never makes a message too big.
 CLEARED_PER_EVENT = 1000
-
-
-class NotRequeueable(HTTPException):
-    def __init__(self, queue: Queue, letter: DeadLetterRow, reason: str) -> None:
-        super().__init__(
-            status_code=409,
-            detail=f"the oldest letter of {queue.name} ({letter.dead_letter_id}) cannot be "
-            f"requeued: {reason}. Clear the queue to drop it; requeue-all skips it.",
-        )
-
-
-class DeliveryIncomplete(HTTPException):
-    """Kafka refused part of a requeue or clear: the detail says what happened to what."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(status_code=503, detail=detail)
 
 
 def requeue_value(original: Any) -> bytes:
@@ -153,7 +137,7 @@ def requeue_letters(sender: CommandSender, queue: Queue, letters: list[DeadLette
 
 
 def _requeue_outcome(
-    session: Session, queue: Queue, requeued: list[str], shown: bool, message: str
+    session: Session, queue: Queue, requeued: list[str], message: str
 ) -> DLQRequeueOutcome:
     # Letters requeued but not projected yet still count as pending in the read model.
     remaining = pending_count(session, queue.stage) - still_pending(session, requeued)
@@ -163,7 +147,7 @@ def _requeue_outcome(
         dead_letter_ids=requeued,
         remaining=remaining,
         not_requeueable=pending_count(session, queue.stage, requeueable=False),
-        message=message if shown else f"{message}; the queue had not caught up yet",
+        message=message,
     )
 
 
@@ -171,21 +155,36 @@ def _requeued_message(queue: Queue, count: int) -> str:
     return f"requeued {count} {'letter' if count == 1 else 'letters'} of {queue.name}"
 
 
+Outcome = TypeVar("Outcome", DLQRequeueOutcome, DLQClearOutcome)
+
+
+def _once_shown(outcome: Outcome, shown: bool) -> Outcome:
+    """The outcome, when the queue shows it; otherwise NotYetVisible with it, saying so."""
+    if not shown:
+        message = f"{outcome.message}; the queue had not caught up yet"
+        raise NotYetVisible(outcome.model_copy(update={"message": message}))
+    return outcome
+
+
 def requeue_oldest(
     session: Session, sender: CommandSender, queue: Queue, *, wait_s: float
-) -> tuple[DLQRequeueOutcome, bool]:
-    """Requeue the queue's oldest letter; the outcome, and whether the read model shows it."""
+) -> DLQRequeueOutcome:
+    """Requeue the queue's oldest letter, and wait for the queue to show it gone."""
     with queue_lock(session, queue.stage):
         letters = oldest_pending(session, queue.stage, 1)
         if not letters:
             message = f"queue {queue.name} is empty: nothing to requeue"
-            return _requeue_outcome(session, queue, [], True, message), True
+            return _requeue_outcome(session, queue, [], message)
         reason = why_not_requeueable(letters[0])
         if reason is not None:
-            raise NotRequeueable(queue, letters[0], reason)
+            raise NotRequeueable(
+                f"the oldest letter of {queue.name} ({letters[0].dead_letter_id}) cannot be "
+                f"requeued: {reason}. Clear the queue to drop it; requeue-all skips it."
+            )
         requeued = requeue_letters(sender, queue, letters)
         shown = _wait_until_gone(session, requeued, wait_s)
-    return _requeue_outcome(session, queue, requeued, shown, _requeued_message(queue, 1)), shown
+    outcome = _requeue_outcome(session, queue, requeued, _requeued_message(queue, 1))
+    return _once_shown(outcome, shown)
 
 
 def requeue_all(
@@ -195,20 +194,20 @@ def requeue_all(
     *,
     wait_s: float,
     limit: int = REQUEUE_ALL_LIMIT,
-) -> tuple[DLQRequeueOutcome, bool]:
+) -> DLQRequeueOutcome:
     """Requeue up to `limit` oldest letters that can be; the others stay for a clear."""
     with queue_lock(session, queue.stage):
         letters = oldest_pending(session, queue.stage, limit, requeueable_only=True)
         requeued = requeue_letters(sender, queue, letters) if letters else []
         shown = _wait_until_gone(session, requeued, wait_s)
-    message = _requeued_message(queue, len(requeued))
-    return _requeue_outcome(session, queue, requeued, shown, message), shown
+    outcome = _requeue_outcome(session, queue, requeued, _requeued_message(queue, len(requeued)))
+    return _once_shown(outcome, shown)
 
 
 def clear_queue(
     session: Session, sender: CommandSender, queue: Queue, *, wait_s: float
-) -> tuple[DLQClearOutcome, bool]:
-    """Clear every pending letter of the queue; the outcome, and whether the read model shows it."""
+) -> DLQClearOutcome:
+    """Clear every pending letter of the queue, and wait for the queue to show them gone."""
     with queue_lock(session, queue.stage):
         events = cleared_events(queue.stage, pending_ids(session, queue.stage))
         if not events:
@@ -216,7 +215,7 @@ def clear_queue(
                 queue_name=queue.name,
                 cleared=0,
                 message=f"queue {queue.name} is empty: nothing to clear",
-            ), True
+            )
         topic = DEAD_LETTER_TOPICS[queue.stage]
         results = sender.deliver([outgoing(topic, key, event) for key, event in events])
         cleared = [
@@ -233,12 +232,9 @@ def clear_queue(
                 "their letters stay in the queue"
             )
         shown = _wait_until_gone(session, cleared, wait_s)
-    message = f"cleared {len(cleared)} letters of {queue.name}"
-    return (
-        DLQClearOutcome(
-            queue_name=queue.name,
-            cleared=len(cleared),
-            message=message if shown else f"{message}; the queue had not caught up yet",
-        ),
-        shown,
+    outcome = DLQClearOutcome(
+        queue_name=queue.name,
+        cleared=len(cleared),
+        message=f"cleared {len(cleared)} letters of {queue.name}",
     )
+    return _once_shown(outcome, shown)

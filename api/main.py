@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api import errors
 from api.broadcast import SecurityEventFeed
 from api.routes import batches, detections, dlq, enrichment, events, system, ws
 from api.services import Services
@@ -37,11 +38,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Vigil", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    app.include_router(system.router)
-    app.include_router(detections.router)
-    app.include_router(events.router)
-    app.include_router(batches.router)
-    app.include_router(enrichment.router)
-    app.include_router(dlq.router)
-    app.include_router(ws.router)
+    errors.install(app)
+    for router in (
+        system.read,
+        system.write,
+        detections.read,
+        events.read,
+        batches.read,
+        batches.write,
+        enrichment.read,
+        enrichment.write,
+        dlq.read,
+        dlq.write,
+        ws.router,
+    ):
+        app.include_router(router)
     return app

@@ -11,6 +11,13 @@ from schemas.analysis import RiskLevel
 from schemas.batches import Trigger as BatchTrigger
 
 
+class ErrorOut(BaseModel):
+    """Every error answer but FastAPI's own 422: the text, and the type of error."""
+
+    detail: str
+    error: str
+
+
 class BoundingBoxOut(BaseModel):
     x1: float
     y1: float

@@ -1,4 +1,8 @@
-"""API keys for mutating endpoints: stored as SHA-256 digests, compared in constant time."""
+"""API keys for mutating endpoints: stored as SHA-256 digests, compared in constant time.
+
+Every resource gets its routers from `resource_routers`: one for reads, open to all, and
+one for writes, on which every route needs the key (once keys are configured).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ import hmac
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException
+from fastapi import APIRouter, Depends, Header
 
 from api.deps import SettingsDep
+from api.errors import Unauthorized
+from api.models import ErrorOut
 
 
 def hash_api_key(key: str) -> str:
@@ -39,15 +45,33 @@ def require_api_key(
     if not digests:
         return
     if not x_api_key:
-        raise HTTPException(
-            status_code=401,
-            detail="missing X-API-Key header: this endpoint changes state and needs an API key",
-            headers={"WWW-Authenticate": "ApiKey"},
+        raise Unauthorized(
+            "missing X-API-Key header: this endpoint changes state and needs an API key"
         )
     if not key_matches(x_api_key, digests):
-        raise HTTPException(
-            status_code=401, detail="invalid API key", headers={"WWW-Authenticate": "ApiKey"}
-        )
+        raise Unauthorized("invalid API key")
 
 
-ApiKeyDep = Depends(require_api_key)
+def resource_routers(prefix: str, tag: str) -> tuple[APIRouter, APIRouter]:
+    """The resource's read router, and its write router, whose routes need the API key.
+
+    Every write produces to Kafka, so the write router documents the 503 of an
+    unacknowledged message as well as the 401.
+    """
+    read = APIRouter(prefix=prefix, tags=[tag])
+    write = APIRouter(
+        prefix=prefix,
+        tags=[tag],
+        dependencies=[Depends(require_api_key)],
+        responses={
+            401: {
+                "model": ErrorOut,
+                "description": "Missing or invalid X-API-Key (once keys are configured)",
+            },
+            503: {
+                "model": ErrorOut,
+                "description": "Kafka did not acknowledge every message; the detail says which",
+            },
+        },
+    )
+    return read, write

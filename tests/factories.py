@@ -29,6 +29,7 @@ from schemas.enrichments import (
 )
 from schemas.envelope import Message
 from schemas.images import ImageReceived, image_id_for
+from schemas.system import BreakerState, CircuitBreakerChanged
 from schemas.topics import BATCHES, DETECTIONS, IMAGES, TopicSpec
 from streams.dead_letters import dead_letter
 
@@ -299,6 +300,23 @@ def analysed_batch(
     batch = opened(camera_id, at or datetime.now(UTC))
     done = closed(batch, [], "max_size", 30)
     return batch, done, recorded(done, score)
+
+
+# --- circuit breakers ----------------------------------------------------------------------
+
+
+def breaker_changed(
+    name: str, state: BreakerState, previous: BreakerState, worker_id: str = "worker-1"
+) -> CircuitBreakerChanged:
+    """A worker's report that its breaker `name` went from `previous` to `state` now."""
+    return CircuitBreakerChanged(
+        worker_id=worker_id,
+        name=name,
+        state=state,
+        previous_state=previous,
+        failure_count=5 if state == "open" else 0,
+        total_calls=12,
+    )
 
 
 # --- dead letters --------------------------------------------------------------------------

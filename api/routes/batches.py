@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Response
-
 from api.commands import flush_batch
 from api.deps import ServicesDep, SessionDep
+from api.errors import found
 from api.models import (
     ActiveBatchList,
     BatchDetail,
@@ -21,13 +20,13 @@ from api.queries.batches import (
     get_batch,
     list_batches,
 )
-from api.security import require_api_key
+from api.security import resource_routers
 from schemas.envelope import utcnow
 
-router = APIRouter(prefix="/api/batches", tags=["batches"])
+read, write = resource_routers("/api/batches", "batches")
 
 
-@router.get("", response_model=BatchList)
+@read.get("", response_model=BatchList)
 def read_batches(
     session: SessionDep,
     page: Pagination,
@@ -43,7 +42,7 @@ def read_batches(
 
 
 # /stats and /active are declared before /{batch_id}, which would otherwise take them.
-@router.get("/stats", response_model=BatchStats)
+@read.get("/stats", response_model=BatchStats)
 def read_batch_stats(session: SessionDep, camera_id: str | None = None) -> BatchStats:
     """Batch processing statistics, over every camera or the one named.
 
@@ -60,43 +59,28 @@ def read_batch_stats(session: SessionDep, camera_id: str | None = None) -> Batch
     return batch_stats(session, camera_id)
 
 
-@router.get("/active", response_model=ActiveBatchList)
+@read.get("/active", response_model=ActiveBatchList)
 def read_active_batches(session: SessionDep, camera_id: str | None = None) -> ActiveBatchList:
     """Batches still aggregating, oldest first; ages are seconds from now."""
     batches = active_batches(session, utcnow(), camera_id)
     return ActiveBatchList(batches=batches, count=len(batches))
 
 
-@router.get("/{batch_id}", response_model=BatchDetail)
+@read.get("/{batch_id}", response_model=BatchDetail)
 def read_batch(session: SessionDep, batch_id: str) -> BatchDetail:
-    batch = get_batch(session, batch_id)
-    if batch is None:
-        raise HTTPException(status_code=404, detail=f"batch {batch_id} not found")
-    return batch
+    return found(get_batch(session, batch_id), f"batch {batch_id}")
 
 
-@router.post(
+@write.post(
     "/{batch_id}/flush",
     response_model=FlushOutcome,
-    dependencies=[Depends(require_api_key)],
     responses={
         202: {"model": FlushOutcome, "description": "Flush requested, batch not closed yet"},
-        401: {"description": "Missing or invalid X-API-Key (once keys are configured)"},
         404: {"description": "Unknown batch"},
         409: {"description": "The batch is not aggregating"},
-        503: {"description": "Kafka did not acknowledge the command"},
     },
 )
-def flush(
-    session: SessionDep, services: ServicesDep, batch_id: str, response: Response
-) -> FlushOutcome:
+def flush(session: SessionDep, services: ServicesDep, batch_id: str) -> FlushOutcome:
     """Close an aggregating batch now; answers once the batch shows closed, or 202 meanwhile."""
-    state = batch_state(session, batch_id)
-    if state is None:
-        raise HTTPException(status_code=404, detail=f"batch {batch_id} not found")
-    outcome = flush_batch(
-        session, services.commands, state, wait_s=services.read_your_writes_wait_s
-    )
-    if outcome.status == "queued":
-        response.status_code = 202
-    return outcome
+    state = found(batch_state(session, batch_id), f"batch {batch_id}")
+    return flush_batch(session, services.commands, state, wait_s=services.read_your_writes_wait_s)

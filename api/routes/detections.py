@@ -2,17 +2,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 
 from api.deps import SessionDep
+from api.errors import found
 from api.models import DetectionList, DetectionOut
 from api.pagination import DateRange, Pagination
 from api.queries.detections import DetectionFilter, get_detection, list_detections
 
-router = APIRouter(prefix="/api/detections", tags=["detections"])
+read = APIRouter(prefix="/api/detections", tags=["detections"])
 
 
-@router.get("", response_model=DetectionList)
+@read.get("", response_model=DetectionList)
 def read_detections(
     session: SessionDep,
     page: Pagination,
@@ -32,9 +33,6 @@ def read_detections(
     return DetectionList(detections=detections, count=total, limit=page.limit, offset=page.offset)
 
 
-@router.get("/{detection_id}", response_model=DetectionOut)
+@read.get("/{detection_id}", response_model=DetectionOut)
 def read_detection(session: SessionDep, detection_id: int) -> DetectionOut:
-    detection = get_detection(session, detection_id)
-    if detection is None:
-        raise HTTPException(status_code=404, detail=f"detection {detection_id} not found")
-    return detection
+    return found(get_detection(session, detection_id), f"detection {detection_id}")

@@ -2,24 +2,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import Depends, Query
 
 from api.dead_letters import REQUEUE_ALL_LIMIT, clear_queue, requeue_all, requeue_oldest
 from api.deps import ServicesDep, SessionDep
+from api.errors import NotFound
 from api.models import DLQClearOutcome, DLQJobList, DLQRequeueOutcome, DLQStats
 from api.queries.dlq import QUEUES, Queue, dlq_stats, list_jobs
-from api.security import require_api_key
+from api.security import resource_routers
 
-router = APIRouter(prefix="/api/dlq", tags=["dlq"])
+read, write = resource_routers("/api/dlq", "dlq")
 
 
 def queue_named(queue_name: str) -> Queue:
     queue = QUEUES.get(queue_name)
     if queue is None:
-        raise HTTPException(
-            status_code=404,
-            detail=f"unknown queue {queue_name!r}: the queues are {', '.join(QUEUES)}",
-        )
+        raise NotFound(f"unknown queue {queue_name!r}: the queues are {', '.join(QUEUES)}")
     return queue
 
 
@@ -28,18 +26,16 @@ _UNKNOWN_QUEUE: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown
 _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_UNKNOWN_QUEUE,
     202: {"description": "Done on Kafka; the queue did not show it yet"},
-    401: {"description": "Missing or invalid X-API-Key (once keys are configured)"},
-    503: {"description": "Kafka did not acknowledge every message; the detail says which"},
 }
 
 
-@router.get("/stats", response_model=DLQStats)
+@read.get("/stats", response_model=DLQStats)
 def read_dlq_stats(session: SessionDep) -> DLQStats:
     """Pending letters per queue (neither requeued nor cleared)."""
     return dlq_stats(session)
 
 
-@router.get("/jobs/{queue_name}", response_model=DLQJobList, responses=_UNKNOWN_QUEUE)
+@read.get("/jobs/{queue_name}", response_model=DLQJobList, responses=_UNKNOWN_QUEUE)
 def read_dlq_jobs(
     session: SessionDep,
     queue: QueueDep,
@@ -51,69 +47,43 @@ def read_dlq_jobs(
     return list_jobs(session, queue, start, limit)
 
 
-@router.post(
+@write.post(
     "/requeue/{queue_name}",
     response_model=DLQRequeueOutcome,
-    dependencies=[Depends(require_api_key)],
     responses={**_WRITE_RESPONSES, 409: {"description": "The oldest letter cannot be requeued"}},
 )
-def requeue_one(
-    session: SessionDep, services: ServicesDep, queue: QueueDep, response: Response
-) -> DLQRequeueOutcome:
+def requeue_one(session: SessionDep, services: ServicesDep, queue: QueueDep) -> DLQRequeueOutcome:
     """Send the oldest letter's original message back to its source topic.
 
     An empty queue answers 200 with `requeued: 0`. When the oldest letter's original was
     not JSON, or never reached a topic, the answer is 409 and the letter stays: clear the
     queue to drop it (requeue-all skips such letters).
     """
-    outcome, shown = requeue_oldest(
+    return requeue_oldest(
         session, services.commands, queue, wait_s=services.read_your_writes_wait_s
     )
-    if not shown:
-        response.status_code = 202
-    return outcome
 
 
-@router.post(
-    "/requeue-all/{queue_name}",
-    response_model=DLQRequeueOutcome,
-    dependencies=[Depends(require_api_key)],
-    responses=_WRITE_RESPONSES,
+@write.post(
+    "/requeue-all/{queue_name}", response_model=DLQRequeueOutcome, responses=_WRITE_RESPONSES
 )
-def requeue_every(
-    session: SessionDep, services: ServicesDep, queue: QueueDep, response: Response
-) -> DLQRequeueOutcome:
+def requeue_every(session: SessionDep, services: ServicesDep, queue: QueueDep) -> DLQRequeueOutcome:
     """Send up to 1000 of the oldest letters back to their source topics, oldest first.
 
     Letters that cannot be requeued are skipped and counted in `not_requeueable`;
     `remaining` is every letter still pending: call again while it exceeds
     `not_requeueable`.
     """
-    outcome, shown = requeue_all(
+    return requeue_all(
         session,
         services.commands,
         queue,
         wait_s=services.read_your_writes_wait_s,
         limit=REQUEUE_ALL_LIMIT,
     )
-    if not shown:
-        response.status_code = 202
-    return outcome
 
 
-@router.delete(
-    "/{queue_name}",
-    response_model=DLQClearOutcome,
-    dependencies=[Depends(require_api_key)],
-    responses=_WRITE_RESPONSES,
-)
-def clear(
-    session: SessionDep, services: ServicesDep, queue: QueueDep, response: Response
-) -> DLQClearOutcome:
+@write.delete("/{queue_name}", response_model=DLQClearOutcome, responses=_WRITE_RESPONSES)
+def clear(session: SessionDep, services: ServicesDep, queue: QueueDep) -> DLQClearOutcome:
     """Delete every pending letter of the queue for good (one event names them all)."""
-    outcome, shown = clear_queue(
-        session, services.commands, queue, wait_s=services.read_your_writes_wait_s
-    )
-    if not shown:
-        response.status_code = 202
-    return outcome
+    return clear_queue(session, services.commands, queue, wait_s=services.read_your_writes_wait_s)

@@ -2,18 +2,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 
 from api.deps import SessionDep
+from api.errors import found
 from api.models import EventDetail, EventList
 from api.pagination import DateRange, Pagination
 from api.queries.events import EventFilter, get_event, list_events
 from schemas.analysis import RiskLevel
 
-router = APIRouter(prefix="/api/events", tags=["events"])
+read = APIRouter(prefix="/api/events", tags=["events"])
 
 
-@router.get("", response_model=EventList)
+@read.get("", response_model=EventList)
 def read_events(
     session: SessionDep,
     page: Pagination,
@@ -33,11 +34,8 @@ def read_events(
     return EventList(events=events, count=total, limit=page.limit, offset=page.offset)
 
 
-@router.get("/{event_id}", response_model=EventDetail)
+@read.get("/{event_id}", response_model=EventDetail)
 def read_event(session: SessionDep, event_id: int) -> EventDetail:
     """The event with its batch, its detections (each with its enrichments) and every
     analysis version, newest first."""
-    event = get_event(session, event_id)
-    if event is None:
-        raise HTTPException(status_code=404, detail=f"event {event_id} not found")
-    return event
+    return found(get_event(session, event_id), f"event {event_id}")

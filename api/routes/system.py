@@ -3,25 +3,22 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import APIRouter, Depends, HTTPException
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 
-from api.commands import wait_for_read_model
+from api.commands import reset_breaker
 from api.deps import ServicesDep, SessionDep
 from api.models import BreakerResetOut, CircuitBreakersOut, HealthResponse
 from api.queries import health
 from api.queries.breakers import circuit_breakers
-from api.security import require_api_key
+from api.security import resource_routers
 from schemas.envelope import utcnow
-from schemas.system import ResetCircuitBreaker
-from schemas.topics import EVENT_TOPICS, IMAGES, SYSTEM_COMMANDS, WORKER_GROUP
+from schemas.topics import EVENT_TOPICS, IMAGES, WORKER_GROUP
 
-router = APIRouter(prefix="/api/system", tags=["system"])
+read, write = resource_routers("/api/system", "system")
 log = logging.getLogger(__name__)
 
 
-@router.get("/health", response_model=HealthResponse)
+@read.get("/health", response_model=HealthResponse)
 async def read_health(services: ServicesDep, session: SessionDep) -> HealthResponse:
     settings = services.settings
     kafka, postgres, triton = await asyncio.gather(
@@ -63,43 +60,26 @@ async def read_health(services: ServicesDep, session: SessionDep) -> HealthRespo
     )
 
 
-@router.get("/circuit-breakers", response_model=CircuitBreakersOut)
+@read.get("/circuit-breakers", response_model=CircuitBreakersOut)
 def read_circuit_breakers(services: ServicesDep, session: SessionDep) -> CircuitBreakersOut:
     """Every model's breaker, combined over the workers that reported recently."""
     return circuit_breakers(session, services.settings.circuit_breaker_stale_s)
 
 
-@router.post(
+@write.post(
     "/circuit-breakers/{name}/reset",
     response_model=BreakerResetOut,
-    dependencies=[Depends(require_api_key)],
-    responses={202: {"model": BreakerResetOut}, 404: {"description": "Unknown breaker"}},
+    responses={
+        202: {"model": BreakerResetOut, "description": "Reset sent, not every worker closed yet"},
+        404: {"description": "Unknown breaker"},
+    },
 )
-def reset_circuit_breaker(name: str, services: ServicesDep, session: SessionDep):
+def reset_circuit_breaker(name: str, services: ServicesDep, session: SessionDep) -> BreakerResetOut:
     """Tell every worker to close its breaker `name`; answers once all report it closed."""
-    stale_s = services.settings.circuit_breaker_stale_s
-    wait_s = services.read_your_writes_wait_s
-    known = circuit_breakers(session, stale_s).circuit_breakers
-    if name not in known:
-        raise HTTPException(
-            status_code=404,
-            detail=f"circuit breaker {name!r} not found; known: {sorted(known)}",
-        )
-    services.commands.send(SYSTEM_COMMANDS, name, ResetCircuitBreaker(name=name))
-    state = wait_for_read_model(
+    return reset_breaker(
         session,
-        lambda: circuit_breakers(session, stale_s).circuit_breakers[name].state,
-        lambda state: state == "closed",
-        wait_s=wait_s,
+        services.commands,
+        name,
+        stale_s=services.settings.circuit_breaker_stale_s,
+        wait_s=services.read_your_writes_wait_s,
     )
-    if state == "closed":
-        return BreakerResetOut(
-            name=name, status="reset", state=state, message="Circuit breaker reset"
-        )
-    body = BreakerResetOut(
-        name=name,
-        status="queued",
-        state=state,
-        message=f"Reset sent; not every worker reported it closed after {wait_s:g}s",
-    )
-    return JSONResponse(status_code=202, content=body.model_dump())

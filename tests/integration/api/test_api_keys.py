@@ -36,9 +36,11 @@ def _routes(app: FastAPI) -> list[tuple[str, str]]:
     )
 
 
-ROUTES = _routes(create_app())
+APP = create_app()
+ROUTES = _routes(APP)
 MUTATING = [(method, path) for method, path in ROUTES if method in MUTATING_METHODS]
 READING = [(method, path) for method, path in ROUTES if method == "GET"]
+MISSING = "missing X-API-Key header: this endpoint changes state and needs an API key"
 
 
 def _call(client: TestClient, method: str, path: str, **headers: str):
@@ -61,8 +63,36 @@ def test_every_known_mutating_route_is_enumerated():
         ("POST", "/api/dlq/requeue/{queue_name}"),
         ("POST", "/api/dlq/requeue-all/{queue_name}"),
         ("DELETE", "/api/dlq/{queue_name}"),
+        ("POST", "/api/system/circuit-breakers/{name}/reset"),
     } <= set(MUTATING)
     assert ("GET", "/api/dlq/stats") in READING
+
+
+def _operation(method: str, path: str) -> dict:
+    return APP.openapi()["paths"][path][method.lower()]
+
+
+def _asks_for_the_key(operation: dict) -> bool:
+    return {"name": "x-api-key", "in": "header"} in [
+        {"name": p["name"], "in": p["in"]} for p in operation.get("parameters", [])
+    ]
+
+
+@pytest.mark.parametrize(("method", "path"), MUTATING)
+def test_mutating_route_documents_the_key_and_its_401(method, path):
+    operation = _operation(method, path)
+    assert _asks_for_the_key(operation)
+    assert operation["responses"]["401"] == {
+        "description": "Missing or invalid X-API-Key (once keys are configured)",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+    }
+
+
+@pytest.mark.parametrize(("method", "path"), READING)
+def test_reading_route_documents_no_key(method, path):
+    operation = _operation(method, path)
+    assert not _asks_for_the_key(operation)
+    assert "401" not in operation["responses"]
 
 
 @pytest.mark.parametrize(("method", "path"), MUTATING)
@@ -70,7 +100,7 @@ def test_mutating_route_without_key_is_401(keyed, method, path):
     client, _ = keyed
     reply = _call(client, method, path)
     assert reply.status_code == 401, reply.text
-    assert reply.json()["detail"].startswith("missing X-API-Key header")
+    assert reply.json() == {"detail": MISSING, "error": "Unauthorized"}
     assert reply.headers["www-authenticate"] == "ApiKey"
 
 
@@ -79,7 +109,8 @@ def test_mutating_route_with_wrong_key_is_401(keyed, method, path):
     client, key = keyed
     reply = _call(client, method, path, **{"X-API-Key": key + "x"})
     assert reply.status_code == 401, reply.text
-    assert reply.json()["detail"] == "invalid API key"
+    assert reply.json() == {"detail": "invalid API key", "error": "Unauthorized"}
+    assert reply.headers["www-authenticate"] == "ApiKey"
 
 
 @pytest.mark.parametrize(("method", "path"), MUTATING)

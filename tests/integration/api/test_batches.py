@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api.commands import CommandNotDelivered, CommandSender
+from api.commands import CommandSender
+from api.errors import DeliveryFailed
 from schemas.batches import FlushBatch
 from schemas.envelope import utcnow
 from schemas.topics import BATCH_COMMANDS, ENRICHMENT_COMMANDS
@@ -21,7 +21,7 @@ from tests.factories import (
     progressed,
     recorded,
 )
-from tests.support import TopicWatcher, new_camera_id
+from tests.support import new_camera_id
 
 BASE = datetime(2026, 5, 1, 6, 0, tzinfo=UTC)
 ITEM_KEYS = {
@@ -196,7 +196,7 @@ def test_read_active_batch_has_no_members_yet(api_client, seeded):
 def test_read_batch_not_found(api_client):
     reply = api_client.get("/api/batches/batch_nope")
     assert reply.status_code == 404
-    assert reply.json()["detail"] == "batch batch_nope not found"
+    assert reply.json() == {"detail": "batch batch_nope not found", "error": "NotFound"}
 
 
 def _expected_stats(plan: list[tuple]) -> dict:
@@ -276,7 +276,7 @@ def test_active_batches_over_all_cameras(api_client, seeded):
 def test_flush_unknown_batch_not_found(api_client):
     reply = api_client.post("/api/batches/batch_nope/flush")
     assert reply.status_code == 404
-    assert reply.json()["detail"] == "batch batch_nope not found"
+    assert reply.json() == {"detail": "batch batch_nope not found", "error": "NotFound"}
 
 
 @pytest.mark.parametrize(("key", "status"), [("analysed", "completed"), ("failed", "failed")])
@@ -284,9 +284,10 @@ def test_flush_closed_batch_conflicts(api_client, seeded, key, status):
     batch_id = seeded[key].batch_id
     reply = api_client.post(f"/api/batches/{batch_id}/flush")
     assert reply.status_code == 409
-    assert reply.json()["detail"] == (
-        f"batch {batch_id} is {status}: only an aggregating batch can be flushed"
-    )
+    assert reply.json() == {
+        "detail": f"batch {batch_id} is {status}: only an aggregating batch can be flushed",
+        "error": "Conflict",
+    }
 
 
 def _open_batch(engine, labels: list[str]):
@@ -297,24 +298,14 @@ def _open_batch(engine, labels: list[str]):
     return batch, image
 
 
-def test_flush_answers_once_the_batch_closed(api_client, engine, stack):
+def test_flush_answers_once_the_batch_closed(api_client, engine, consumer_of):
     batch, image = _open_batch(engine, ["person", "car", "dog"])
-    watcher = TopicWatcher(stack.kafka_bootstrap, BATCH_COMMANDS)
-    seen: list = []
 
-    def aggregator() -> None:
-        """Plays the batch aggregator: acts on the command the API produced."""
-        key, command = watcher.find(lambda c: c.batch_id == batch.batch_id)
-        seen.append((key, command))
+    def aggregate(command) -> None:  # the aggregator closes the batch on the command
         apply(engine, closed(batch, members(image), command.trigger, 5))
 
-    worker = threading.Thread(target=aggregator, daemon=True)
-    worker.start()
-    try:
+    with consumer_of(BATCH_COMMANDS, lambda c: c.batch_id == batch.batch_id, aggregate) as seen:
         reply = api_client.post(f"/api/batches/{batch.batch_id}/flush")
-    finally:
-        worker.join(20)
-        watcher.close()
     assert reply.status_code == 200, reply.text
     assert reply.json() == {
         "status": "flushed",
@@ -333,38 +324,55 @@ def test_flush_answers_once_the_batch_closed(api_client, engine, stack):
     assert (after["status"], after["trigger"]) == ("completed", "manual_flush")
 
 
-def test_flush_answers_202_when_the_batch_does_not_close_in_time(api_client, engine, stack):
+def test_flush_answers_202_when_the_batch_does_not_close_in_time(
+    api_client, engine, consumer_of, short_wait
+):
     batch, _ = _open_batch(engine, ["person"])
-    watcher = TopicWatcher(stack.kafka_bootstrap, BATCH_COMMANDS)
-    services = api_client.app.state.services
-    services.read_your_writes_wait_s, saved = 0.3, services.read_your_writes_wait_s
-    try:
+    with consumer_of(
+        BATCH_COMMANDS, lambda c: c.batch_id == batch.batch_id, lambda _: None
+    ) as seen:
         reply = api_client.post(f"/api/batches/{batch.batch_id}/flush")
-        key, command = watcher.find(lambda c: c.batch_id == batch.batch_id)
-    finally:
-        services.read_your_writes_wait_s = saved
-        watcher.close()
     assert reply.status_code == 202, reply.text
-    body = reply.json()
-    assert (body["status"], body["batch_id"], body["detection_count"]) == (
-        "queued",
-        batch.batch_id,
-        1,
-    )
-    assert "had not closed" in body["message"]
+    assert reply.json() == {
+        "status": "queued",
+        "batch_id": batch.batch_id,
+        "detection_count": 1,
+        "message": f"Flush requested; the batch had not closed after {short_wait:g}s",
+    }
+    [(key, command)] = seen
     assert (key, command.trigger) == (batch.camera_id, "manual_flush")
     assert _get(api_client, f"/api/batches/{batch.batch_id}")["status"] == "aggregating"
 
 
-def test_command_not_acknowledged_is_503():
+def test_command_not_acknowledged_is_delivery_failed():
     sender = CommandSender.connect("127.0.0.1:1", ack_timeout_s=0.5)
-    with pytest.raises(CommandNotDelivered) as raised:
+    with pytest.raises(DeliveryFailed) as raised:
         sender.send(BATCH_COMMANDS, "cam", FlushBatch(batch_id="batch_x", camera_id="cam"))
     sender.close()
-    assert raised.value.status_code == 503
+    assert type(raised.value) is DeliveryFailed
     assert raised.value.detail.startswith(
         f"FlushBatch was not acknowledged by Kafka on {BATCH_COMMANDS.name}: "
     )
+
+
+def test_flush_answers_503_when_kafka_does_not_acknowledge(api_client, engine):
+    batch, _ = _open_batch(engine, ["person"])
+    services = api_client.app.state.services
+    saved = services.commands
+    services.commands = CommandSender.connect("127.0.0.1:1", ack_timeout_s=0.5)
+    try:
+        reply = api_client.post(f"/api/batches/{batch.batch_id}/flush")
+    finally:
+        services.commands.close()
+        services.commands = saved
+    assert reply.status_code == 503, reply.text
+    body = reply.json()
+    assert set(body) == {"detail", "error"}
+    assert body["error"] == "DeliveryFailed"
+    assert body["detail"].startswith(
+        f"FlushBatch was not acknowledged by Kafka on {BATCH_COMMANDS.name}: "
+    )
+    assert _get(api_client, f"/api/batches/{batch.batch_id}")["status"] == "aggregating"
 
 
 def test_command_on_the_wrong_topic_is_refused(stack):

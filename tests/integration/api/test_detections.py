@@ -92,7 +92,7 @@ def test_read_detection_by_id(api_client, seeded):
 def test_read_detection_not_found(api_client):
     reply = api_client.get("/api/detections/987654321")
     assert reply.status_code == 404
-    assert reply.json()["detail"] == "detection 987654321 not found"
+    assert reply.json() == {"detail": "detection 987654321 not found", "error": "NotFound"}
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -117,6 +118,19 @@ def _empty(own_api_client, queue: str) -> None:
     """Clear the whole queue, so that the test knows every letter in it."""
     _ok(own_api_client.delete(f"/api/dlq/{queue}"))
     assert _jobs(own_api_client, queue)["count"] == 0
+
+
+@contextmanager
+def _sender(own_api_client, sender: FakeSender, wait_s: float) -> Iterator[None]:
+    """The API produces through `sender` (Kafka takes what it takes, nothing reaches the
+    projection) and waits `wait_s` for the read model, within the block."""
+    services = own_api_client.app.state.services
+    saved = services.commands, services.read_your_writes_wait_s
+    services.commands, services.read_your_writes_wait_s = sender, wait_s
+    try:
+        yield
+    finally:
+        services.commands, services.read_your_writes_wait_s = saved
 
 
 def _action(own_engine: Engine, dead_letter_id: str) -> DeadLetterAction | None:
@@ -235,10 +249,11 @@ def test_list_jobs_rejects_bad_paging(own_api_client, params, field, message):
 def test_unknown_queue_is_404_naming_the_queues(own_api_client, method, path, name):
     reply = own_api_client.request(method, path.format(name))
     assert reply.status_code == 404
-    assert reply.json()["detail"] == (
-        f"unknown queue '{name}': the queues are "
-        "dlq:detection_queue, dlq:enrichment_queue, dlq:analysis_queue"
-    )
+    assert reply.json() == {
+        "detail": f"unknown queue '{name}': the queues are "
+        "dlq:detection_queue, dlq:enrichment_queue, dlq:analysis_queue",
+        "error": "NotFound",
+    }
 
 
 # --- requeue ------------------------------------------------------------------------------
@@ -302,6 +317,7 @@ def test_requeue_refuses_a_letter_it_cannot_send(
     seed(own_producer, own_engine, bad, good)
     reply = own_api_client.post(f"/api/dlq/requeue/{DETECTION}")
     assert reply.status_code == 409, reply.text
+    assert reply.json()["error"] == "NotRequeueable"
     detail = reply.json()["detail"]
     assert detail.startswith(
         f"the oldest letter of {DETECTION} ({bad.event_id}) cannot be requeued: {reason}"
@@ -374,30 +390,90 @@ def test_concurrent_requeues_take_different_letters(own_api_client, own_engine, 
     assert _pending(own_api_client, DETECTION) == []
 
 
+NOT_CAUGHT_UP = "; the queue had not caught up yet"
+
+
 @pytest.mark.parametrize(
-    ("method", "path"), [("POST", "/api/dlq/requeue-all/{}"), ("DELETE", "/api/dlq/{}")]
+    ("method", "path", "expected"),
+    [
+        (
+            "POST",
+            "/api/dlq/requeue/{}",
+            lambda ids: {
+                "queue_name": ANALYSIS,
+                "requeued": 1,
+                "dead_letter_ids": ids[:1],
+                "remaining": 1,
+                "not_requeueable": 0,
+                "message": f"requeued 1 letter of {ANALYSIS}{NOT_CAUGHT_UP}",
+            },
+        ),
+        (
+            "POST",
+            "/api/dlq/requeue-all/{}",
+            lambda ids: {
+                "queue_name": ANALYSIS,
+                "requeued": 2,
+                "dead_letter_ids": ids,
+                "remaining": 0,
+                "not_requeueable": 0,
+                "message": f"requeued 2 letters of {ANALYSIS}{NOT_CAUGHT_UP}",
+            },
+        ),
+        (
+            "DELETE",
+            "/api/dlq/{}",
+            lambda ids: {
+                "queue_name": ANALYSIS,
+                "cleared": 2,
+                "message": f"cleared 2 letters of {ANALYSIS}{NOT_CAUGHT_UP}",
+            },
+        ),
+    ],
+    ids=["requeue", "requeue-all", "clear"],
 )
 def test_answers_202_when_the_queue_does_not_show_it_in_time(
-    own_api_client, own_engine, own_producer, method, path
+    own_api_client, own_engine, own_producer, method, path, expected
 ):
     _empty(own_api_client, ANALYSIS)
     ids = seed(
         own_producer, own_engine, *(batch_letter(new_camera_id("dlq"), m)[0] for m in (0, 1))
     )
-    services = own_api_client.app.state.services
-    saved = services.commands, services.read_your_writes_wait_s
-    # Kafka takes every message, but nothing of it reaches the projection.
-    services.commands, services.read_your_writes_wait_s = FakeSender(), 0.3
-    try:
+    with _sender(own_api_client, FakeSender(), wait_s=0.3):
         reply = own_api_client.request(method, path.format(ANALYSIS))
-    finally:
-        services.commands, services.read_your_writes_wait_s = saved
     assert reply.status_code == 202, reply.text
-    assert reply.json()["message"].endswith("; the queue had not caught up yet")
+    assert reply.json() == expected(ids)
     assert _pending(own_api_client, ANALYSIS) == ids
-    if method == "POST":
-        body = reply.json()
-        assert (body["requeued"], body["dead_letter_ids"], body["remaining"]) == (2, ids, 0)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "detail"),
+    [
+        (
+            "POST",
+            "/api/dlq/requeue/{}",
+            "requeue of {queue}: 1 letters, 1 were not acknowledged on their source topic "
+            "(Local: Message timed out) and stay in the queue",
+        ),
+        (
+            "DELETE",
+            "/api/dlq/{}",
+            "clear of {queue}: cleared 0 letters, but 1 DeadLettersCleared were not "
+            "acknowledged (Local: Message timed out): their letters stay in the queue",
+        ),
+    ],
+)
+def test_answers_503_when_kafka_does_not_take_the_messages(
+    own_api_client, own_engine, own_producer, method, path, detail
+):
+    _empty(own_api_client, ANALYSIS)
+    camera = new_camera_id("dlq")
+    ids = seed(own_producer, own_engine, batch_letter(camera, 0)[0])
+    with _sender(own_api_client, FakeSender(refuse=(camera,)), wait_s=0.3):
+        reply = own_api_client.request(method, path.format(ANALYSIS))
+    assert reply.status_code == 503, reply.text
+    assert reply.json() == {"detail": detail.format(queue=ANALYSIS), "error": "DeliveryIncomplete"}
+    assert _pending(own_api_client, ANALYSIS) == ids
 
 
 # --- clear --------------------------------------------------------------------------------

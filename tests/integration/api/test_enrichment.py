@@ -179,7 +179,7 @@ def test_read_enrichment_by_id(api_client, seeded):
 def test_read_enrichment_not_found(api_client):
     reply = api_client.get("/api/enrichment/987654321")
     assert reply.status_code == 404
-    assert reply.json()["detail"] == "enrichment 987654321 not found"
+    assert reply.json() == {"detail": "enrichment 987654321 not found", "error": "NotFound"}
 
 
 def test_enrichments_of_a_detection_newest_first(api_client, seeded):
@@ -194,7 +194,7 @@ def test_enrichments_of_a_detection_newest_first(api_client, seeded):
 def test_enrichments_of_unknown_detection_not_found(api_client):
     reply = api_client.get("/api/enrichment/detection/987654321")
     assert reply.status_code == 404
-    assert reply.json()["detail"] == "detection 987654321 not found"
+    assert reply.json() == {"detail": "detection 987654321 not found", "error": "NotFound"}
 
 
 def test_enrichments_of_an_event(api_client, seeded):
@@ -207,7 +207,7 @@ def test_enrichments_of_an_event(api_client, seeded):
 def test_enrichments_of_unknown_event_not_found(api_client):
     reply = api_client.get("/api/enrichment/event/987654321")
     assert reply.status_code == 404
-    assert reply.json()["detail"] == "event 987654321 not found"
+    assert reply.json() == {"detail": "event 987654321 not found", "error": "NotFound"}
 
 
 def _percentile_cont(values: list[float], fraction: float) -> float:
@@ -296,7 +296,7 @@ def test_reprocess_produces_the_command(api_client, seeded, stack):
 def test_reprocess_unknown_detection_not_found(api_client):
     reply = api_client.post("/api/enrichment/reprocess/987654321")
     assert reply.status_code == 404
-    assert reply.json()["detail"] == "detection 987654321 not found"
+    assert reply.json() == {"detail": "detection 987654321 not found", "error": "NotFound"}
 
 
 @pytest.mark.parametrize(

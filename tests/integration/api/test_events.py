@@ -192,7 +192,7 @@ def test_read_event_whose_batch_is_not_projected_yet(api_client, seeded):
 def test_read_event_not_found(api_client):
     reply = api_client.get("/api/events/987654321")
     assert reply.status_code == 404
-    assert reply.json()["detail"] == "event 987654321 not found"
+    assert reply.json() == {"detail": "event 987654321 not found", "error": "NotFound"}
 
 
 @pytest.mark.parametrize(
