@@ -4,20 +4,30 @@ Every API replica reads the whole events topic itself, without a consumer group
 (aiokafka with `group_id=None` assigns every partition of the subscribed topic and
 reassigns when the metadata it refreshes every `partition_check_s` shows a partition
 change), starting at the end: a client sees events recorded after it connected.
-Each client has a bounded queue; one that falls that far behind is disconnected
-rather than allowed to hold the others back or grow without limit.
+Each event is pushed as REST shows it (`GET /api/events/{id}`), once the read model shows
+it at its analysis version or a later one: the feed holds what it read, in arrival order,
+looks the held events up every `check_s`, and pushes those shown; one not shown within
+`read_model_wait_s` is dropped with a warning. Each client has a bounded queue; one that
+falls that far behind is disconnected rather than allowed to hold the others back or grow
+without limit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
+from sqlalchemy.orm import Session, sessionmaker
 
+from api.models import EventDetail
+from api.queries.events import shown_events
+from schemas.analysis import SecurityEventRecorded
 from schemas.codec import UndecodableMessage, decode
 from schemas.topics import SECURITY_EVENTS
 
@@ -96,27 +106,98 @@ class Broadcaster:
         self._subscriptions.clear()
 
 
-def event_message(event: Any) -> dict[str, Any]:
+def event_message(event: EventDetail) -> dict[str, Any]:
     return {"type": "event", "event": event.model_dump(mode="json")}
 
 
+# For each event recorded, the event as the read model shows it; None while it does not
+# show it at that analysis version. Called in a worker thread.
+ShownEvents = Callable[[Sequence[SecurityEventRecorded]], list[EventDetail | None]]
+
+
+def read_model_lookup(sessions: sessionmaker[Session]) -> ShownEvents:
+    def shown(recorded: Sequence[SecurityEventRecorded]) -> list[EventDetail | None]:
+        with sessions() as session:
+            return shown_events(session, [(e.batch_id, e.analysis_version) for e in recorded])
+
+    return shown
+
+
+@dataclass(frozen=True)
+class Held:
+    event: SecurityEventRecorded
+    until: float  # time.monotonic() after which the feed stops waiting for it
+
+
+class HeldEvents:
+    """Events read from the topic, in arrival order, until the read model shows them or
+    their wait runs out. Plain code: the feed says when it is, and what the lookup found."""
+
+    def __init__(self, wait_s: float) -> None:
+        self.wait_s = wait_s
+        self._held: list[Held] = []
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def hold(self, event: SecurityEventRecorded, now: float) -> None:
+        self._held.append(Held(event, now + self.wait_s))
+
+    def waiting(self) -> list[SecurityEventRecorded]:
+        return [held.event for held in self._held]
+
+    def settle(
+        self, shown: Sequence[EventDetail | None], now: float
+    ) -> tuple[list[EventDetail], list[SecurityEventRecorded]]:
+        """Settle the first len(shown) held events (those looked up, in that order): the ones
+        shown leave to be pushed, in order; those whose wait ran out leave to be dropped;
+        the rest stay held, ahead of any held since."""
+        looked_up, later = self._held[: len(shown)], self._held[len(shown) :]
+        push: list[EventDetail] = []
+        drop: list[SecurityEventRecorded] = []
+        kept: list[Held] = []
+        for held, detail in zip(looked_up, shown, strict=True):
+            if detail is not None:
+                push.append(detail)
+            elif now > held.until:
+                drop.append(held.event)
+            else:
+                kept.append(held)
+        self._held = kept + later
+        return push, drop
+
+
 class SecurityEventFeed:
-    """Consumes SECURITY_EVENTS from the end and publishes each event to the broadcaster."""
+    """Consumes SECURITY_EVENTS from the end and publishes each event to the broadcaster
+    once the read model (`shown`) shows it."""
 
     def __init__(
         self,
         bootstrap_servers: str,
         broadcaster: Broadcaster,
+        shown: ShownEvents,
         *,
         partition_check_s: float = 30.0,
         retry_s: float = 2.0,
+        read_model_wait_s: float = 60.0,
+        check_s: float = 0.2,
     ) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._broadcaster = broadcaster
+        self._shown = shown
         self._partition_check_s = partition_check_s
         self._retry_s = retry_s
+        self._check_s = check_s
+        self._held = HeldEvents(read_model_wait_s)
+        self._arrived = asyncio.Event()
         # True once every partition has a position: events produced from then on arrive.
         self.ready = False
+
+    async def run(self) -> None:
+        """Until cancelled: read the topic, and push what the read model shows."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._read_topic())
+            tasks.create_task(self._push_when_shown())
 
     def _consumer(self) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
@@ -130,7 +211,7 @@ class SecurityEventFeed:
         consumer.subscribe([SECURITY_EVENTS.name])
         return consumer
 
-    async def run(self) -> None:
+    async def _read_topic(self) -> None:
         """Until cancelled. A consumer that cannot start is replaced after `retry_s`."""
         while True:
             consumer = self._consumer()
@@ -161,15 +242,45 @@ class SecurityEventFeed:
                 continue
             for records in batches.values():
                 for record in records:
-                    self._deliver(record.partition, record.offset, record.value)
+                    self._hold(record.partition, record.offset, record.value)
 
-    def _deliver(self, partition: int, offset: int, raw: bytes | None) -> None:
+    def _hold(self, partition: int, offset: int, raw: bytes | None) -> None:
         try:
             event = decode(SECURITY_EVENTS, raw)
         except UndecodableMessage as exc:
             log.warning("skipping %s[%d]@%d: %s", SECURITY_EVENTS.name, partition, offset, exc)
             return
-        self._broadcaster.publish(event_message(event))
+        self._held.hold(event, time.monotonic())
+        self._arrived.set()
+
+    async def _push_when_shown(self) -> None:
+        """Until cancelled: look the held events up, push the ones shown, drop the overdue."""
+        while True:
+            await self._arrived.wait()
+            waiting = self._held.waiting()
+            pause = self._check_s
+            try:
+                shown = await asyncio.to_thread(self._shown, waiting)
+            except Exception:
+                log.exception("event feed: the read model did not answer; asking again")
+                shown, pause = [None] * len(waiting), self._retry_s
+            push, drop = self._held.settle(shown, time.monotonic())
+            for detail in push:
+                self._broadcaster.publish(event_message(detail))
+            for event in drop:
+                log.warning(
+                    "event feed: dropping the event of batch %s (camera %s, analysis version "
+                    "%d): the read model did not show it within %gs (the projection refused "
+                    "it, or lags that far behind)",
+                    event.batch_id,
+                    event.camera_id,
+                    event.analysis_version,
+                    self._held.wait_s,
+                )
+            if len(self._held):
+                await asyncio.sleep(pause)
+            else:
+                self._arrived.clear()
 
 
 async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.broadcast import SecurityEventFeed
+from api.broadcast import SecurityEventFeed, read_model_lookup
 from api.routes import batches, detections, dlq, enrichment, events, system, ws
 from api.services import Services
 from vigil.settings import Settings, get_settings
@@ -25,7 +25,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         feed = app.state.event_feed = SecurityEventFeed(
             settings.kafka_bootstrap_servers,
             services.broadcaster,
+            read_model_lookup(services.sessions),
             partition_check_s=settings.ws_partition_check_s,
+            read_model_wait_s=settings.ws_read_model_wait_s,
         )
         feed_task = asyncio.create_task(feed.run(), name="security-event-feed")
         try:

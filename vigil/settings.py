@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     api_command_ack_timeout_s: float = Field(default=5.0, gt=0)
     ws_client_queue_size: int = Field(default=100, ge=1)
     ws_partition_check_s: float = Field(default=30.0, gt=0)
+    # How long the WebSocket feed holds an event for the read model to show it; one still
+    # not shown then (the projection refused it, or lags that far) is dropped with a warning.
+    ws_read_model_wait_s: float = Field(default=60.0, gt=0)
 
     @field_validator("camera_root")
     @classmethod

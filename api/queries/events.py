@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -90,3 +91,33 @@ def get_event(session: Session, event_id: int) -> EventDetail | None:
         detections=_detections(session, row.id, row.batch_id),
         analyses=[AnalysisOut.model_validate(a) for a in analyses],
     )
+
+
+def shown_events(session: Session, recorded: Sequence[tuple[str, int]]) -> list[EventDetail | None]:
+    """For each (batch_id, analysis_version): the event as GET /api/events/{id} answers it,
+    once the read model shows the batch's event at that analysis version or a later one;
+    None until then.
+
+    One statement decides which are shown, so the answers agree with one another: the
+    projector applies each camera's events in order, so an event shown means every earlier
+    event of its camera was applied (or refused).
+    """
+    latest = {
+        batch_id: (event_id, version)
+        for batch_id, event_id, version in session.execute(
+            select(
+                SecurityEventRow.batch_id, SecurityEventRow.id, SecurityEventRow.analysis_version
+            ).where(SecurityEventRow.batch_id.in_({batch_id for batch_id, _ in recorded}))
+        )
+    }
+    details: dict[int, EventDetail | None] = {}
+    answers: list[EventDetail | None] = []
+    for batch_id, version in recorded:
+        event_id, shown_version = latest.get(batch_id, (None, 0))
+        if event_id is None or shown_version < version:
+            answers.append(None)
+            continue
+        if event_id not in details:
+            details[event_id] = get_event(session, event_id)
+        answers.append(details[event_id])
+    return answers

@@ -30,7 +30,8 @@ async def _until_disconnected(websocket: WebSocket) -> None:
 
 @router.websocket("/ws/events")
 async def stream_events(websocket: WebSocket) -> None:
-    """Pushes `{"type": "event", "event": {...SecurityEventRecorded...}}` for each new event."""
+    """Pushes `{"type": "event", "event": {...}}` for each new or updated event, the event
+    as `GET /api/events/{id}` answers it, once the read model shows it."""
     broadcaster = _broadcaster(websocket)
     # Subscribed before the handshake completes: an event produced once the client is
     # connected is never missed.

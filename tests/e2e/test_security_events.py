@@ -163,7 +163,11 @@ def test_websocket_client_receives_the_event(pipeline, camera_root, api_client, 
         reader.join(timeout=125)
     assert received, "no event for the camera arrived on the WebSocket"
     assert received[0]["type"] == "event"
-    assert received[0]["event"]["risk_level"] in {"low", "medium", "high", "critical"}
+    pushed = received[0]["event"]
+    assert pushed["risk_level"] in {"low", "medium", "high", "critical"}
+    # Pushed once the read model shows it: REST has the same event, with the same id.
+    [event] = events_of(api_client, camera_id)
+    assert (pushed["id"], pushed["batch_id"]) == (event["id"], event["batch_id"])
 
 
 def test_worker_killed_mid_batch_closes_it_with_every_detection_once(
