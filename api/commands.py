@@ -225,12 +225,14 @@ def reset_breaker(
     if name not in known:
         raise NotFound(f"circuit breaker {name!r} not found; known: {sorted(known)}")
     sender.send(SYSTEM_COMMANDS, name, ResetCircuitBreaker(name=name))
-    state = wait_for_read_model(
+    shown = wait_for_read_model(
         session,
-        lambda: circuit_breakers(session, stale_s).circuit_breakers[name].state,
-        lambda state: state == "closed",
+        lambda: circuit_breakers(session, stale_s).circuit_breakers.get(name),
+        lambda breaker: breaker is not None and breaker.state == "closed",
         wait_s=wait_s,
     )
+    # A breaker whose every worker went quiet meanwhile keeps the state it was last seen in.
+    state = (shown or known[name]).state
     if state != "closed":
         raise NotYetVisible(
             BreakerResetOut(

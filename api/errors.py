@@ -25,11 +25,6 @@ class ApiError(Exception):
         super().__init__(detail)
         self.detail = detail
 
-    @property
-    def status_code(self) -> int:
-        """The HTTP status the API answers this error with."""
-        return status_of(self)
-
 
 class NotFound(ApiError):
     """No batch, detection, event, enrichment, queue or breaker by that name."""

@@ -306,9 +306,13 @@ def analysed_batch(
 
 
 def breaker_changed(
-    name: str, state: BreakerState, previous: BreakerState, worker_id: str = "worker-1"
+    name: str,
+    state: BreakerState,
+    previous: BreakerState,
+    worker_id: str = "worker-1",
+    at: datetime | None = None,
 ) -> CircuitBreakerChanged:
-    """A worker's report that its breaker `name` went from `previous` to `state` now."""
+    """A worker's report that its breaker `name` went from `previous` to `state` (now)."""
     return CircuitBreakerChanged(
         worker_id=worker_id,
         name=name,
@@ -316,6 +320,7 @@ def breaker_changed(
         previous_state=previous,
         failure_count=5 if state == "open" else 0,
         total_calls=12,
+        **({"occurred_at": at} if at is not None else {}),
     )
 
 

@@ -17,6 +17,7 @@ from api.errors import (
     NotYetVisible,
     Unauthorized,
     found,
+    status_of,
 )
 from api.main import create_app
 from api.models import FlushOutcome
@@ -53,7 +54,7 @@ def test_error_answers_its_status_with_detail_and_type(error, status, name):
     assert reply.status_code == status
     assert reply.json() == {"detail": error.detail, "error": name}
     assert "www-authenticate" not in reply.headers
-    assert error.status_code == status
+    assert status_of(error) == status
 
 
 def test_unauthorized_answers_401_asking_for_the_key():

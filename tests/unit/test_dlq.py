@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from api.dead_letters import DeliveryIncomplete, cleared_events, requeue_letters, requeue_value
+from api.dead_letters import cleared_events, requeue_letters, requeue_value
+from api.errors import DeliveryIncomplete, status_of
 from api.queries.dlq import QUEUES, why_not_requeueable
 from schemas.codec import decode, encode
 from schemas.topics import DLQ_DETECTION, IMAGES
@@ -103,7 +104,7 @@ def test_requeue_records_only_what_kafka_took_and_says_what_it_refused():
     sender = FakeSender(refuse=("b",))
     with pytest.raises(DeliveryIncomplete) as raised:
         requeue_letters(sender, DETECTION_QUEUE, _image_letters("a", "b", "c"))
-    assert raised.value.status_code == 503
+    assert status_of(raised.value) == 503
     assert "1 were not acknowledged on their source topic" in raised.value.detail
     records = [decode(DLQ_DETECTION, m.value) for m in sender.stored if m.topic != IMAGES.name]
     assert [r.dead_letter_id for r in records] == ["letter-a", "letter-c"]

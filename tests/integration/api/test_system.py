@@ -8,7 +8,9 @@ other breakers do not count.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
+from schemas.envelope import utcnow
 from schemas.system import ResetCircuitBreaker
 from schemas.topics import SYSTEM_COMMANDS
 from tests.factories import apply, breaker_changed
@@ -53,6 +55,29 @@ def test_reset_answers_202_while_a_worker_still_reports_it_open(
         "message": f"Reset sent; not every worker reported it closed after {short_wait:g}s",
     }
     assert [key for key, _ in seen] == [name]
+
+
+def test_reset_of_a_breaker_whose_worker_goes_quiet_meanwhile_answers_its_last_state(
+    api_client, engine, consumer_of
+):
+    services = api_client.app.state.services
+    stale_s = services.settings.circuit_breaker_stale_s
+    name = f"model-{uuid.uuid4().hex[:8]}"
+    # Its one report turns stale 1 s from now, while the reset waits (2 s) for it to close.
+    apply(
+        engine,
+        breaker_changed(name, "open", "closed", at=utcnow() - timedelta(seconds=stale_s - 1)),
+    )
+    saved, services.read_your_writes_wait_s = services.read_your_writes_wait_s, 2.0
+    try:
+        with consumer_of(SYSTEM_COMMANDS, lambda c: c.name == name, lambda _: None):
+            reply = api_client.post(f"/api/system/circuit-breakers/{name}/reset")
+    finally:
+        services.read_your_writes_wait_s = saved
+    assert reply.status_code == 202, reply.text
+    assert (reply.json()["status"], reply.json()["state"]) == ("queued", "open")
+    listed = api_client.get("/api/system/circuit-breakers").json()["circuit_breakers"]
+    assert name not in listed
 
 
 def test_reset_unknown_breaker_not_found(api_client, engine):
