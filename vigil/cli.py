@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -211,7 +212,13 @@ def test(ctx: typer.Context) -> None:
             raise typer.Exit(code)
     ensure_models()
     ensure_triton_venv()
-    code = subprocess.call([sys.executable, "-m", "pytest", "-q", *ctx.args], cwd=REPO_ROOT)
+    args = list(ctx.args)
+    if not any(arg.startswith(("--randomly-seed", "-p")) for arg in args):
+        # pytest -q hides the header where pytest-randomly names its seed: choose it here.
+        seed = random.randrange(2**32)
+        typer.echo(f"random test order, seed {seed} (replay: vigil test --randomly-seed={seed})")
+        args.insert(0, f"--randomly-seed={seed}")
+    code = subprocess.call([sys.executable, "-m", "pytest", "-q", *args], cwd=REPO_ROOT)
     if code == 5:
         typer.echo("pytest collected no tests: failing", err=True)
         code = 1
