@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
-from sqlalchemy import Engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from api.queries.dlq import QUEUES, list_jobs
@@ -42,7 +41,9 @@ from tests.factories import (
 from tests.fakes import FakeSender
 from tests.support import (
     TopicWatcher,
+    drop_schema,
     new_camera_id,
+    new_schema,
     read_back,
     wait_for,
 )
@@ -516,26 +517,21 @@ def test_clear_empties_the_queue_with_one_event_per_camera(
 
 
 @pytest.fixture
-def fresh_databases(own_stack, own_engine) -> Iterator[list[Engine]]:
+def fresh_databases(own_stack) -> Iterator[list[Engine]]:
     """Two empty read-model databases (schemas of the test database, migrated to head)."""
     schemas = [f"dlq_replay_{uuid.uuid4().hex[:8]}" for _ in range(2)]
     engines = []
     try:
         for schema in schemas:
-            with own_engine.begin() as connection:
-                connection.execute(text(f"CREATE SCHEMA {schema}"))
-            url = make_url(own_stack.database_url).update_query_dict(
-                {"options": f"-csearch_path={schema}"}
-            )
-            migrate(url.render_as_string(hide_password=False))
+            url = new_schema(own_stack.database_url, schema)
+            migrate(url)
             engines.append(make_engine(url))
         yield engines
     finally:
         for fresh in engines:
             fresh.dispose()
-        with own_engine.begin() as connection:
-            for schema in schemas:
-                connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        for schema in schemas:
+            drop_schema(own_stack.database_url, schema)
 
 
 def _queue_in(fresh: Engine) -> tuple[list[str], dict[str, str]]:
