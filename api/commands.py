@@ -23,7 +23,6 @@ from api.queries.batches import BatchState, batch_state
 from api.queries.breakers import circuit_breakers
 from projections.tables import DetectionRow
 from schemas.batches import FlushBatch
-from schemas.codec import encode
 from schemas.detections import BoundingBox, Detection
 from schemas.enrichments import ReprocessEnrichment
 from schemas.envelope import Message
@@ -57,9 +56,7 @@ class NotDelivered:
 
 def outgoing(topic: TopicSpec, key: str | None, message: Message) -> Outgoing:
     """A message for `topic`, refused when the topic does not carry its type."""
-    if not isinstance(message, topic.value_types):
-        raise TypeError(f"{type(message).__name__} is not carried by {topic.name}")
-    return Outgoing(topic.name, key, encode(message))
+    return Outgoing(topic.name, key, topic.encode(message))
 
 
 class CommandSender:

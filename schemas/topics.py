@@ -46,6 +46,12 @@ class TopicSpec:
     # Set on a dead-letter topic: the stage whose failures it holds.
     dead_letters_of: Stage | None = None
 
+    def encode(self, message: Message) -> bytes:
+        """The message as this topic's value; a type the topic does not carry is refused."""
+        if not isinstance(message, self.value_types):
+            raise TypeError(f"{type(message).__name__} is not carried by {self.name}")
+        return message.model_dump_json().encode()
+
     @cached_property
     def adapter(self) -> TypeAdapter[Any]:
         if len(self.value_types) == 1:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import faust
 
-from schemas.codec import encode
 from schemas.topics import TopicSpec
 from streams.stage import Publish, Received
 from vigil.settings import Settings
@@ -37,10 +36,9 @@ class Wiring:
 
     async def publish(self, item: Publish) -> None:
         """Send and wait for the broker's acknowledgement before the source offset can commit."""
-        if not isinstance(item.message, item.topic.value_types):
-            raise TypeError(f"{type(item.message).__name__} is not carried by {item.topic.name}")
+        value = item.topic.encode(item.message)
         key = item.key.encode() if item.key is not None else None
-        pending = await self.topic(item.topic).send(key=key, value=encode(item.message), force=True)
+        pending = await self.topic(item.topic).send(key=key, value=value, force=True)
         await pending
 
     def table(self, name: str, *, default=None) -> faust.Table:
