@@ -29,13 +29,21 @@ def camera_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pipeline(stack, camera_root):
+def pipeline(stack, camera_root, api_client):
     env = {"CAMERA_ROOT": str(camera_root), **FAULT_ENV}
     handles = {
         "env": env,
         "worker": stack.start_app("worker", name="fault-worker", WORKER_ID="fault-worker", **env),
         "projector": stack.start_app("projector", name="fault-projector", **env),
     }
+    # Up before any fault is injected: a worker that cannot reach Kafka while it starts exits
+    # (in production its service restarts it). Its first breaker report, projected, says
+    # both the worker and the projector are connected.
+    wait_for(
+        lambda: "fault-worker" in (breaker(api_client, "centernet") or {}).get("workers", {}),
+        timeout=120,
+        what="the fault worker's first breaker report",
+    )
     yield handles
     handles["projector"].stop()
     handles["worker"].stop()
