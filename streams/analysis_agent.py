@@ -182,4 +182,4 @@ def register(wiring: Wiring, analyst: Analyst, policy: RetryPolicy) -> None:
                 source, batch, partial(on_batch_closed, batch, analysed[batch.batch_id], deps)
             )
             if outcome.state:
-                analysed[batch.batch_id] = outcome.state
+                await analysed.put(batch.batch_id, outcome.state)

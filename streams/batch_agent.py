@@ -160,7 +160,7 @@ def register(wiring: Wiring) -> None:
                 source, message, partial(handler, message, load(camera_id), utcnow(), deps)
             )
             if outcome.state is not None:
-                table[camera_id] = outcome.state.model_dump(mode="json")
+                await table.put(camera_id, outcome.state.model_dump(mode="json"))
 
     @wiring.app.timer(settings.batch_check_interval_s)
     async def expire_batches() -> None:

@@ -87,4 +87,4 @@ def register(wiring: Wiring, detector: Detector, policy: RetryPolicy) -> None:
                 source, image, partial(on_image, image, detected[image.image_id], deps)
             )
             if outcome.state:
-                detected[image.image_id] = True
+                await detected.put(image.image_id, True)

@@ -7,6 +7,7 @@ A leaf module: agents import it, it imports no agent. The Faust app itself is ma
 from __future__ import annotations
 
 import faust
+from faust.types.tuples import FutureMessage
 
 from schemas.topics import TopicSpec
 from streams.stage import Publish, Received
@@ -41,18 +42,47 @@ class Wiring:
         pending = await self.topic(item.topic).send(key=key, value=value, force=True)
         await pending
 
-    def table(self, name: str, *, default=None) -> faust.Table:
+    def table(self, name: str, *, default=None) -> DurableTable:
         """A JSON table keyed by a string, co-partitioned with the topics, backed by its changelog.
 
         No key or value *types* are given: Faust's recovery expects Record types there and
         fails on plain ones (`type object 'bool' has no attribute 'from_data'`).
         """
-        return self.app.Table(
-            name,
+        table = DurableTable(
+            self.app,
+            name=name,
             default=default,
+            beacon=self.app.tables.beacon,
             partitions=self.settings.topic_partitions,
             schema=faust.Schema(key_serializer="json", value_serializer="json"),
         )
+        return self.app.tables.add(table)
+
+
+class DurableTable(faust.Table):
+    """A Faust table whose writes an agent can wait for: `await table.put(key, value)`.
+
+    Faust sends a table's changelog records through a buffer and, before it commits the
+    source offsets, flushes that buffer for at most 0.1 s per record. A worker killed
+    after such a commit loses the write while its input counts as processed: a batch
+    restored without an image that was added to it. `put` returns once the broker has
+    acknowledged the record, so the source offset never commits ahead of the state.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._unacknowledged: list[FutureMessage] = []
+
+    def send_changelog(self, *args, **kwargs) -> FutureMessage:
+        sent = super().send_changelog(*args, **kwargs)
+        self._unacknowledged.append(sent)
+        return sent
+
+    async def put(self, key: str, value) -> None:
+        self[key] = value
+        pending, self._unacknowledged = self._unacknowledged, []
+        for sent in pending:
+            await sent
 
 
 def received(event: faust.EventT) -> Received:
