@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from projections.jobs import JOB_HANDLERS
 from projections.tables import (
     AuditRow,
     BatchMember,
@@ -447,4 +448,5 @@ HANDLERS: dict[type, list[Handler]] = {
     ModelCallAudited: [model_call_audited],
     PromptConfigured: [prompt_configured],
     CircuitBreakerChanged: [circuit_breaker_changed],
+    **JOB_HANDLERS,
 }

@@ -21,6 +21,7 @@ from schemas.detections import DetectionsProduced
 from schemas.enrichments import DetectionsEnriched, EnrichmentReprocessed, ReprocessEnrichment
 from schemas.envelope import Message
 from schemas.images import ImageReceived
+from schemas.jobs import JOB_EVENTS
 from schemas.system import (
     CircuitBreakerChanged,
     DeadLetterRequeued,
@@ -170,6 +171,16 @@ SYSTEM_COMMANDS = TopicSpec(
     partitions=1,
 )
 
+JOBS = TopicSpec(
+    name="vigil.jobs",
+    key="job_id",
+    value_types=JOB_EVENTS,
+    description=(
+        "Background jobs, one stream per job: requested, started, progressed, logged, "
+        "completed or failed per attempt, cancel and abort requested and done."
+    ),
+)
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     IMAGES,
     DETECTIONS,
@@ -185,6 +196,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     PROMPTS,
     SYSTEM,
     SYSTEM_COMMANDS,
+    JOBS,
 )
 
 TOPICS_BY_NAME: dict[str, TopicSpec] = {topic.name: topic for topic in ALL_TOPICS}

@@ -11,6 +11,7 @@ import struct
 import uuid
 import zlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -29,6 +30,16 @@ from schemas.enrichments import (
 )
 from schemas.envelope import Message
 from schemas.images import ImageReceived, image_id_for
+from schemas.jobs import (
+    JobAborted,
+    JobCompleted,
+    JobEvent,
+    JobFailed,
+    JobLogged,
+    JobProgressed,
+    JobRequested,
+    JobStarted,
+)
 from schemas.system import BreakerState, CircuitBreakerChanged
 from schemas.topics import BATCHES, DETECTIONS, IMAGES, TopicSpec
 from streams.dead_letters import dead_letter
@@ -447,3 +458,108 @@ def png_claiming(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
         + chunk(b"IEND", b"")
     )
+
+
+# --- jobs ---------------------------------------------------------------------------------
+
+
+def job_id() -> str:
+    return f"job_{uuid.uuid4().hex[:16]}"
+
+
+def job_requested(
+    job_type: str = "export", at: datetime | None = None, **fields: Any
+) -> JobRequested:
+    values: dict[str, Any] = {
+        "job_id": job_id(),
+        "job_type": job_type,
+        "params": {"format": "csv"},
+        "requested_by": "api",
+        "queue": job_type,
+        "max_attempts": 3,
+        **fields,
+    }
+    if at is not None:
+        values["occurred_at"] = at
+    return JobRequested(**values)
+
+
+def job_run(
+    requested: JobRequested,
+    outcome: str = "completed",
+    *,
+    steps: int = 2,
+    attempts: int = 1,
+    worker_id: str = "runner-1",
+    seconds: float = 10.0,
+) -> list[JobEvent]:
+    """The events a runner writes for `requested`, spread over `seconds` after the request.
+
+    Every attempt but the last fails and is retried; the last ends in `outcome`
+    (completed, failed, aborted) or, for "running", is still going.
+    """
+    start = requested.occurred_at
+    events: list[JobEvent] = []
+    step_count = attempts * (steps + 2)
+    tick = timedelta(seconds=seconds / step_count)
+    at = start
+    base = {"job_id": requested.job_id}
+    for attempt in range(1, attempts + 1):
+        at += tick
+        events.append(JobStarted(**base, worker_id=worker_id, attempt=attempt, occurred_at=at))
+        for step in range(steps):
+            at += tick
+            processed = (step + 1) * 10
+            events.append(
+                JobProgressed(
+                    **base,
+                    attempt=attempt,
+                    progress=int(100 * (step + 1) / (steps + 1)),
+                    processed=processed,
+                    total=(steps + 1) * 10,
+                    message=f"Processed {processed} rows",
+                    occurred_at=at,
+                )
+            )
+            events.append(
+                JobLogged(
+                    **base,
+                    attempt=attempt,
+                    level="INFO",
+                    message=f"Processed {processed} rows",
+                    occurred_at=at,
+                )
+            )
+        at += tick
+        last = attempt == attempts
+        if not last:
+            events.append(
+                JobFailed(
+                    **base,
+                    attempt=attempt,
+                    error="connection reset",
+                    error_type="OperationalError",
+                    will_retry=True,
+                    occurred_at=at,
+                )
+            )
+        elif outcome == "completed":
+            events.append(
+                JobCompleted(**base, attempt=attempt, result={"rows": 30}, occurred_at=at)
+            )
+        elif outcome == "failed":
+            events.append(
+                JobFailed(
+                    **base,
+                    attempt=attempt,
+                    error="disk full",
+                    error_type="OSError",
+                    will_retry=False,
+                    occurred_at=at,
+                )
+            )
+        elif outcome == "aborted":
+            events.append(
+                JobAborted(**base, attempt=attempt, reason="Aborted on request", occurred_at=at)
+            )
+    return events
