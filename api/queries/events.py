@@ -27,7 +27,8 @@ class EventFilter:
     end_date: datetime | None = None
 
 
-def _filtered(query: Select, f: EventFilter) -> Select:
+def filtered(query: Select, f: EventFilter) -> Select:
+    """`query` restricted to the events `f` selects (as GET /api/events filters them)."""
     if f.camera_id is not None:
         query = query.where(SecurityEventRow.camera_id == f.camera_id)
     if f.risk_level is not None:
@@ -44,9 +45,9 @@ def _filtered(query: Select, f: EventFilter) -> Select:
 def list_events(
     session: Session, f: EventFilter, limit: int, offset: int
 ) -> tuple[list[EventOut], int]:
-    total = session.scalar(_filtered(select(func.count()).select_from(SecurityEventRow), f)) or 0
+    total = session.scalar(filtered(select(func.count()).select_from(SecurityEventRow), f)) or 0
     rows = session.scalars(
-        _filtered(select(SecurityEventRow), f)
+        filtered(select(SecurityEventRow), f)
         .order_by(SecurityEventRow.started_at.desc(), SecurityEventRow.id.desc())
         .limit(limit)
         .offset(offset)

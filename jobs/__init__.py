@@ -1,0 +1,1 @@
+"""Background jobs: what each job type does, given its validated parameters."""
