@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.broadcast import SecurityEventFeed, read_model_lookup
-from api.routes import batches, detections, dlq, enrichment, events, system, ws
+from api.routes import batches, detections, dlq, enrichment, events, jobs, system, ws
 from api.services import Services
 from vigil.settings import Settings, get_settings
 
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         enrichment.write,
         dlq.read,
         dlq.write,
+        jobs.read,
         ws.router,
     ):
         app.include_router(router)

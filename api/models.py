@@ -324,3 +324,127 @@ class DLQClearOutcome(BaseModel):
     queue_name: str
     cleared: int
     message: str
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+
+class JobOut(BaseModel):
+    """A job in a list: `metadata` is its params with processed, total and message (each
+    when known)."""
+
+    job_id: str
+    job_type: str
+    status: str
+    progress: int
+    created_at: datetime
+    started_at: datetime | None
+    metadata: dict[str, Any]
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+    # Every job that matches, not only this page.
+    count: int
+    limit: int
+    offset: int
+
+
+class JobAggregations(BaseModel):
+    by_status: dict[str, int]
+    by_type: dict[str, int]
+
+
+class JobSearchResult(JobList):
+    # Over every job that matches, not only this page.
+    aggregations: JobAggregations
+
+
+class JobStats(BaseModel):
+    total_jobs: int
+    by_status: dict[str, int]
+    by_type: dict[str, int]
+    avg_duration_seconds: float | None
+    jobs_today: int
+    jobs_this_hour: int
+
+
+class JobStatusOut(BaseModel):
+    job_id: str
+    job_type: str
+    status: str
+    progress: int
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    error_message: str | None
+    result: dict[str, Any] | None
+    metadata: dict[str, Any]
+
+
+class JobProgressStep(BaseModel):
+    timestamp: datetime
+    progress: int
+    message: str
+
+
+class JobTiming(BaseModel):
+    created_at: datetime
+    started_at: datetime | None
+    queue_wait_seconds: float | None
+    running_seconds: float | None
+
+
+class JobRetryInfo(BaseModel):
+    attempt: int
+    max_attempts: int
+    # "<error_type>: <error>" of the latest failed attempt.
+    last_error: str | None
+
+
+class JobDetail(BaseModel):
+    job_id: str
+    job_type: str
+    status: str
+    progress: int
+    progress_history: list[JobProgressStep]
+    timing: JobTiming
+    retry_info: JobRetryInfo
+    metadata: dict[str, Any]
+
+
+class JobTransitionOut(BaseModel):
+    from_status: str | None
+    to_status: str
+    timestamp: datetime
+    reason: str
+
+
+class JobAttemptOut(BaseModel):
+    attempt: int
+    started_at: datetime
+    ended_at: datetime | None
+    # running, completed, failed, aborted, or abandoned (a later attempt took over)
+    status: str
+    worker_id: str
+    error: str | None
+
+
+class JobHistory(BaseModel):
+    job_id: str
+    transitions: list[JobTransitionOut]
+    attempts: list[JobAttemptOut]
+
+
+class JobLogOut(BaseModel):
+    timestamp: datetime
+    level: str
+    message: str
+    attempt: int | None
+
+
+class JobLogList(BaseModel):
+    job_id: str
+    logs: list[JobLogOut]
+    # Every log line that matches, not only those returned.
+    count: int
