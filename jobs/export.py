@@ -26,6 +26,8 @@ from sqlalchemy import Engine, and_, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from api.queries.events import EventFilter, filtered
+from jobs.context import Aborted, JobContext
+from jobs.job_type import JobType
 from projections.tables import BatchMember, DetectionRow, EnrichmentRow, SecurityEventRow
 from schemas.analysis import RiskLevel
 
@@ -255,3 +257,33 @@ def _cell(value: Any) -> Any:
 
 def _writer(fmt: ExportFormat) -> _Csv | _JsonLines:
     return _Csv() if fmt == "csv" else _JsonLines()
+
+
+def export_path(data_dir: Path, job_id: str, fmt: ExportFormat) -> Path:
+    """Where a job's export is written: one file per job, so a second attempt replaces it."""
+    return data_dir / "exports" / f"{job_id}.{fmt}"
+
+
+def run_export(context: JobContext, params: ExportParams) -> dict[str, Any]:
+    path = export_path(context.data_dir, context.job_id, params.format)
+    context.log("INFO", f"Starting export of events to {params.format}")
+
+    def on_page(written: int, total: int) -> None:
+        context.progress(written, total, f"Exported {written} of {total} events")
+
+    try:
+        done = export_events(context.engine, params, path, on_page)
+    except Aborted:
+        context.log("WARNING", "Export aborted; the partial file was removed")
+        raise
+    context.log("INFO", f"Exported {done.rows} events ({done.size_bytes} bytes)")
+    return {**done.result(), "format": params.format}
+
+
+JOB = JobType(
+    name="export",
+    description="Export events with their detections and enrichments to CSV or JSON Lines",
+    params=ExportParams,
+    supports_abort=True,
+    run=run_export,
+)

@@ -126,6 +126,40 @@ def read_back(bootstrap: str, topic: str, partition: int, offset: int) -> tuple[
     return message.key().decode(), message.value()
 
 
+def read_topic(bootstrap: str, topic: TopicSpec, key: str | None = None) -> list[Any]:
+    """Every message on `topic` up to its current end (of `key` only, when given), decoded,
+    as an outside consumer sees them: in order per partition."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
+    found: list[Any] = []
+    try:
+        partitions = consumer.list_topics(topic.name, timeout=10).topics[topic.name].partitions
+        for partition in partitions:
+            tp = TopicPartition(topic.name, partition)
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic.name, partition, low)])
+            position = low
+            deadline = time.monotonic() + 30
+            while position < high and time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is None or message.error():
+                    continue
+                position = message.offset() + 1
+                if key is None or (message.key() or b"").decode() == key:
+                    found.append(decode(topic, message.value()))
+            assert position >= high, f"{topic.name}[{partition}] not read to its end"
+    finally:
+        consumer.close()
+    return found
+
+
 @contextmanager
 def engine_of(stack: Stack):
     from projections.db import make_engine

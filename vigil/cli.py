@@ -66,6 +66,29 @@ def projector() -> None:
 
 
 @app.command()
+def runner() -> None:
+    """Run background jobs (export ...) from vigil.jobs until stopped."""
+    from jobs.runner import JobRunner
+    from projections.db import make_engine
+    from streams.retry import RetryPolicy
+
+    _logging()
+    settings = get_settings()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    JobRunner(
+        engine=make_engine(settings.database_url),
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        worker_id=settings.worker_id,
+        data_dir=settings.data_dir,
+        concurrency=settings.job_concurrency,
+        policy=RetryPolicy.from_settings(settings),
+        group=settings.job_runner_group,
+    ).run(stop)
+
+
+@app.command()
 def api(
     host: Annotated[str | None, typer.Option(help="Bind address")] = None,
     port: Annotated[int | None, typer.Option(help="Port")] = None,

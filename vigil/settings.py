@@ -76,7 +76,14 @@ class Settings(BaseSettings):
     # not shown then (the projection refused it, or lags that far) is dropped with a warning.
     ws_read_model_wait_s: float = Field(default=60.0, gt=0)
 
-    @field_validator("camera_root")
+    # The job runner: how many jobs it runs at once, attempts per job (a runner that dies
+    # mid-job costs one), where exports are written, and its consumer group.
+    job_concurrency: int = Field(default=2, ge=1)
+    job_max_attempts: int = Field(default=3, ge=1)
+    data_dir: Path = Path("./data")
+    job_runner_group: str = "vigil-job-runner"
+
+    @field_validator("camera_root", "data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()

@@ -30,7 +30,7 @@ def test_every_topic_has_a_schema_naming_its_key():
     assert {name: s["x-kafka-key"] for name, s in schemas.items()} == {
         t.name: t.key for t in ALL_TOPICS
     }
-    assert {t.key for t in ALL_TOPICS} == {"camera_id", "model", "name"}
+    assert {t.key for t in ALL_TOPICS} == {"camera_id", "job_id", "model", "name"}
 
 
 def _image() -> ImageReceived:

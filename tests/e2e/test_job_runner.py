@@ -1,0 +1,162 @@
+"""The job runner as its own process, on a broker and a database of this module's own:
+it runs what is requested, reports every step on `vigil.jobs`, and after a restart acts on
+what the topic says (a cancelled job never starts, a finished one never runs again)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from projections.tables import JobAttemptRow, JobLogRow, JobProgressRow, JobRow, JobTransitionRow
+from schemas.jobs import FINISHED, JobCancelRequested, JobEvent, JobLogged, JobProgressed
+from schemas.topics import JOBS
+from tests.factories import analysed_batch, apply, job_requested
+from tests.support import new_camera_id, publish, read_topic, wait_for
+
+BASE = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("job-data")
+
+
+@pytest.fixture(scope="module")
+def camera(own_engine) -> str:
+    camera_id = new_camera_id("jobs")
+    for hour in range(4):
+        apply(own_engine, *analysed_batch(camera_id, 20 * hour, BASE + timedelta(hours=hour)))
+    return camera_id
+
+
+@pytest.fixture(scope="module")
+def services(own_stack, data_dir):
+    processes = {
+        "projector": own_stack.start_app("projector", name="jobs-projector"),
+        "runner": start_runner(own_stack, data_dir),
+    }
+    yield processes
+    for process in processes.values():
+        process.stop()
+
+
+def start_runner(own_stack, data_dir):
+    return own_stack.start_app(
+        "runner", name="job-runner", WORKER_ID="job-runner", DATA_DIR=str(data_dir)
+    )
+
+
+def send(own_producer, *events: JobEvent) -> None:
+    for event in events:
+        publish(own_producer, JOBS.name, event.job_id, JOBS.encode(event))
+
+
+def finished(own_engine, job_id: str) -> JobRow:
+    def done():
+        with Session(own_engine) as session:
+            job = session.get(JobRow, job_id)
+            return job if job is not None and job.status in FINISHED else None
+
+    return wait_for(done, timeout=90, what=f"job {job_id} to finish")
+
+
+def rows(own_engine, table, job_id: str, order):
+    with Session(own_engine) as session:
+        return session.scalars(select(table).where(table.job_id == job_id).order_by(order)).all()
+
+
+def test_an_export_runs_to_completion_and_reports_every_step(
+    services, own_producer, own_engine, camera, data_dir
+):
+    request = job_requested("export", params={"camera_id": camera, "format": "jsonl"})
+    send(own_producer, request)
+    job = finished(own_engine, request.job_id)
+    path = data_dir / "exports" / f"{request.job_id}.jsonl"
+    assert job.status == "completed", job.error_message
+    assert job.result == {
+        "file_name": path.name,
+        "rows": 4,
+        "size_bytes": path.stat().st_size,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "format": "jsonl",
+    }
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["risk_score"] for line in lines] == [0, 20, 40, 60]
+    transitions = rows(own_engine, JobTransitionRow, request.job_id, JobTransitionRow.id)
+    assert [(t.from_status, t.to_status) for t in transitions] == [
+        (None, "pending"),
+        ("pending", "running"),
+        ("running", "completed"),
+    ]
+    [attempt] = rows(own_engine, JobAttemptRow, request.job_id, JobAttemptRow.attempt)
+    assert (attempt.attempt, attempt.status, attempt.worker_id) == (1, "completed", "job-runner")
+    logs = rows(own_engine, JobLogRow, request.job_id, JobLogRow.id)
+    assert [log.message for log in logs] == [
+        "Starting export of events to jsonl",
+        f"Exported 4 events ({path.stat().st_size} bytes)",
+    ]
+    steps = rows(own_engine, JobProgressRow, request.job_id, JobProgressRow.id)
+    assert [(s.progress, s.processed, s.total) for s in steps] == [(100, 4, 4)]
+
+
+def test_a_job_type_nobody_knows_fails_once_with_the_reason(services, own_producer, own_engine):
+    request = job_requested("defragment", params={})
+    send(own_producer, request)
+    job = finished(own_engine, request.job_id)
+    assert (job.status, job.error_type) == ("failed", "LookupError")
+    assert job.error_message == "unknown job type 'defragment'"
+    attempts = rows(own_engine, JobAttemptRow, request.job_id, JobAttemptRow.attempt)
+    assert [(a.attempt, a.status) for a in attempts] == [(1, "failed")]
+
+
+def test_bad_parameters_fail_without_a_retry(services, own_producer, own_engine):
+    request = job_requested("export", params={"format": "xml"})
+    send(own_producer, request)
+    job = finished(own_engine, request.job_id)
+    assert (job.status, job.error_type, job.attempt) == ("failed", "ValidationError", 1)
+    assert "format" in job.error_message
+
+
+def test_after_a_restart_a_cancelled_job_never_starts_and_a_finished_one_never_reruns(
+    services, own_stack, own_producer, own_engine, camera, data_dir
+):
+    done = job_requested("export", params={"camera_id": camera})
+    send(own_producer, done)
+    assert finished(own_engine, done.job_id).status == "completed"
+    services["runner"].stop()
+    pending = job_requested("export", params={"camera_id": camera})
+    send(
+        own_producer,
+        pending,
+        JobCancelRequested(job_id=pending.job_id, requested_by="alice"),
+    )
+    services["runner"] = start_runner(own_stack, data_dir)
+    cancelled = finished(own_engine, pending.job_id)
+    assert (cancelled.status, cancelled.started_at) == ("cancelled", None)
+    assert rows(own_engine, JobTransitionRow, pending.job_id, JobTransitionRow.id)[-1].reason == (
+        "Cancelled by alice"
+    )
+    assert not (data_dir / "exports" / f"{pending.job_id}.csv").exists()
+    assert [
+        type(e).__name__ for e in read_topic(own_stack.kafka_bootstrap, JOBS, pending.job_id)
+    ] == [
+        "JobRequested",
+        "JobCancelRequested",
+        "JobCancelled",
+    ]
+    # The restarted runner read the completed job back and left it alone.
+    again = job_requested("export", params={"camera_id": camera})
+    send(own_producer, again)
+    assert finished(own_engine, again.job_id).status == "completed"
+    # On the topic, as any other service sees it: the finished job ran once.
+    events = read_topic(own_stack.kafka_bootstrap, JOBS, done.job_id)
+    assert [type(e).__name__ for e in events if not isinstance(e, JobProgressed | JobLogged)] == [
+        "JobRequested",
+        "JobStarted",
+        "JobCompleted",
+    ]
