@@ -22,11 +22,13 @@ def _say(message: str) -> None:
 
 
 def start_apps(stack: Stack, camera_root: Path, api_port: int, **env: str) -> str:
-    """Start the worker, the projector and the API on `stack`; returns the API's base URL."""
+    """Start the worker, the projector, the job runner and the API on `stack`; returns the
+    API's base URL. Exports go under the stack's state folder, where runner and API meet."""
     camera_root.mkdir(parents=True, exist_ok=True)
-    common = {"CAMERA_ROOT": str(camera_root), **env}
+    common = {"CAMERA_ROOT": str(camera_root), "DATA_DIR": str(stack.state_dir / "data"), **env}
     stack.start_app("worker", **common)
     stack.start_app("projector", **common)
+    stack.start_app("runner", **common)
     api = stack.start_app("api", API_PORT=str(api_port), **common)
     base = f"http://127.0.0.1:{api_port}"
     wait_until(
