@@ -151,6 +151,8 @@ class JobRunner:
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": False,
                 "topic.metadata.refresh.interval.ms": 5000,
+                # A runner that dies hands its jobs on after this long without a heartbeat.
+                "session.timeout.ms": 10_000,
             }
         )
 

@@ -9,7 +9,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from projections.tables import JobAttemptRow, JobLogRow, JobProgressRow, JobRow, JobTransitionRow
@@ -159,4 +159,39 @@ def test_after_a_restart_a_cancelled_job_never_starts_and_a_finished_one_never_r
         "JobRequested",
         "JobStarted",
         "JobCompleted",
+    ]
+
+
+def test_a_runner_killed_mid_export_hands_the_job_on_and_it_completes_once(
+    services, own_stack, own_producer, own_engine, camera, data_dir
+):
+    clean = job_requested("export", params={"camera_id": camera})
+    send(own_producer, clean)
+    expected = finished(own_engine, clean.job_id).result
+    # The export's first query waits on a lock: the runner is mid-attempt when it is killed.
+    with own_engine.connect() as blocker:
+        blocker.execute(text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
+        request = job_requested("export", params={"camera_id": camera})
+        send(own_producer, request)
+        watch = lambda: [  # noqa: E731
+            type(e).__name__ for e in read_topic(own_stack.kafka_bootstrap, JOBS, request.job_id)
+        ]
+        wait_for(lambda: "JobStarted" in watch(), timeout=60, what="the first attempt")
+        services["runner"].kill()
+        blocker.rollback()
+    services["runner"] = start_runner(own_stack, data_dir)
+    job = finished(own_engine, request.job_id)
+    assert job.status == "completed"
+    assert {k: v for k, v in job.result.items() if k != "file_name"} == {
+        k: v for k, v in expected.items() if k != "file_name"
+    }
+    attempts = rows(own_engine, JobAttemptRow, request.job_id, JobAttemptRow.attempt)
+    assert [(a.attempt, a.status) for a in attempts] == [(1, "abandoned"), (2, "completed")]
+    assert [n for n in watch() if n in ("JobStarted", "JobCompleted")] == [
+        "JobStarted",
+        "JobStarted",
+        "JobCompleted",
+    ]
+    assert sorted(p.name for p in (data_dir / "exports").iterdir() if request.job_id in p.name) == [
+        f"{request.job_id}.csv"
     ]
