@@ -38,6 +38,10 @@ class NotRequeueable(Conflict):
     """The oldest letter of a queue has no topic or no JSON to go back as."""
 
 
+class Gone(ApiError):
+    """It existed, and is no more: a completed export whose file was removed."""
+
+
 class DeliveryFailed(ApiError):
     """Kafka did not acknowledge a message in time: the caller may retry."""
 
@@ -63,6 +67,7 @@ STATUS_CODES: dict[type[ApiError], int] = {
     Unauthorized: 401,
     NotFound: 404,
     Conflict: 409,
+    Gone: 410,
     DeliveryFailed: 503,
 }
 

@@ -53,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dlq.read,
         dlq.write,
         jobs.read,
+        jobs.write,
+        jobs.events_write,
         ws.router,
     ):
         app.include_router(router)

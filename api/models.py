@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.analysis import RiskLevel
 from schemas.batches import Trigger as BatchTrigger
@@ -448,3 +448,66 @@ class JobLogList(BaseModel):
     logs: list[JobLogOut]
     # Every log line that matches, not only those returned.
     count: int
+
+
+class JobTypeOut(BaseModel):
+    type: str
+    description: str
+    supports_abort: bool
+    queue: str
+    # The JSON schema of the type's `params`.
+    params_schema: dict[str, Any]
+
+
+class JobTypeList(BaseModel):
+    types: list[JobTypeOut]
+
+
+class JobCreate(BaseModel):
+    job_type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobCancelOutcome(BaseModel):
+    job_id: str
+    # cancelled, or cancelling (202) while the runner has not shown it yet
+    status: str
+    message: str
+
+
+class JobAbortOutcome(BaseModel):
+    job_id: str
+    # aborted, or aborting (202) while the runner has not shown it yet
+    status: str
+    message: str
+
+
+class JobDeleteOutcome(BaseModel):
+    job_id: str
+    # cancelled or aborted; cancelling or aborting (202) while not shown yet
+    action: str
+    previous_status: str
+    message: str
+
+
+class BulkCancelIn(BaseModel):
+    job_ids: list[str] = Field(min_length=1, max_length=1000)
+
+
+class BulkCancelSucceeded(BaseModel):
+    job_id: str
+    success: Literal[True] = True
+    message: str
+
+
+class BulkCancelFailed(BaseModel):
+    job_id: str
+    success: Literal[False] = False
+    error: str
+
+
+class BulkCancelOutcome(BaseModel):
+    successful: int
+    failed: int
+    # One per requested id, in request order.
+    results: list[BulkCancelSucceeded | BulkCancelFailed]

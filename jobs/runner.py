@@ -210,6 +210,8 @@ class JobRunner:
         if running is not None and isinstance(event, JobAbortRequested):
             if _abortable(self.book.jobs.get(event.job_id)):
                 running.context.abort_requested.set()
+                heard = f"Abort requested by {event.requested_by}; stopping at the next check"
+                running.context.log("WARNING", heard)
 
     # --- deciding --------------------------------------------------------------------------
 

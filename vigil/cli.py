@@ -15,6 +15,8 @@ from typing import Annotated
 import typer
 
 from vigil.devservices.procs import REPO_ROOT, cache_dir
+from vigil.jobs_cli import export as export_events
+from vigil.jobs_cli import jobs_app
 from vigil.settings import get_settings
 
 app = typer.Typer(
@@ -22,6 +24,8 @@ app = typer.Typer(
 )
 schemas_app = typer.Typer(help="Event contracts.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(jobs_app, name="jobs")
+app.command("export")(export_events)
 
 
 def _logging(level: str = "INFO") -> None:

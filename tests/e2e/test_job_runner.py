@@ -6,17 +6,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from projections.tables import JobAttemptRow, JobLogRow, JobProgressRow, JobRow, JobTransitionRow
-from schemas.jobs import FINISHED, JobCancelRequested, JobEvent, JobLogged, JobProgressed
+from schemas.jobs import (
+    FINISHED,
+    JobAbortRequested,
+    JobCancelRequested,
+    JobEvent,
+    JobLogged,
+    JobProgressed,
+    JobStarted,
+)
 from schemas.topics import JOBS
 from tests.factories import analysed_batch, apply, job_requested
 from tests.support import new_camera_id, publish, read_topic, wait_for
+from vigil.devservices.procs import free_port, wait_until
 
 BASE = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
 
@@ -195,3 +208,101 @@ def test_a_runner_killed_mid_export_hands_the_job_on_and_it_completes_once(
     assert sorted(p.name for p in (data_dir / "exports").iterdir() if request.job_id in p.name) == [
         f"{request.job_id}.csv"
     ]
+
+
+@pytest.fixture(scope="module")
+def api_url(own_stack, data_dir) -> str:
+    port = free_port()
+    process = own_stack.start_app(
+        "api", name="jobs-api", API_PORT=str(port), DATA_DIR=str(data_dir)
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(
+        lambda: httpx.get(f"{url}/api/jobs/types", timeout=2).status_code == 200,
+        timeout=60,
+        what="the API",
+    )
+    yield url
+    process.stop()
+
+
+def vigil(*args: str, api_url: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vigil.cli", *args],
+        env={**os.environ, "VIGIL_API_URL": api_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_vigil_export_shows_progress_and_writes_the_file(
+    services, api_url, own_engine, camera, tmp_path
+):
+    out = tmp_path / "events.jsonl"
+    done = vigil(
+        "export", "--camera-id", camera, "--format", "jsonl", "--out", str(out), api_url=api_url
+    )
+    assert done.returncode == 0, done.stderr
+    assert "exporting" in done.stdout + done.stderr  # the progress bar's label
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(line["camera_id"], line["risk_score"]) for line in lines] == [
+        (camera, 0),
+        (camera, 20),
+        (camera, 40),
+        (camera, 60),
+    ]
+    job_id = done.stderr.split("export job ", 1)[1].split()[0]
+    assert f"sha256 {hashlib.sha256(out.read_bytes()).hexdigest()}" in done.stdout
+    shown = vigil("jobs", "show", job_id, api_url=api_url)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{job_id}  export  completed  100%" in shown.stdout
+    assert "- -> pending  Job created by api" in shown.stdout
+    assert "pending -> running  Worker job-runner picked up job (attempt 1 of 3)" in shown.stdout
+    assert "running -> completed  Completed" in shown.stdout
+    listed = vigil("jobs", "list", "--status", "completed", api_url=api_url)
+    assert job_id in listed.stdout
+
+
+def test_vigil_jobs_prints_the_apis_refusal(services, api_url):
+    done = vigil("jobs", "cancel", "job_nobody", api_url=api_url)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error 404: job job_nobody not found"
+
+
+def test_an_export_aborted_midway_ends_aborted_and_leaves_no_file(
+    services, api_url, own_stack, own_producer, own_engine, camera, data_dir
+):
+    with own_engine.connect() as blocker:
+        blocker.execute(text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
+        request = job_requested("export", params={"camera_id": camera, "format": "jsonl"})
+        send(own_producer, request)
+        wait_for(
+            lambda: any(
+                isinstance(e, JobStarted)
+                for e in read_topic(own_stack.kafka_bootstrap, JOBS, request.job_id)
+            ),
+            timeout=60,
+            what="the export to start",
+        )
+        send(own_producer, JobAbortRequested(job_id=request.job_id, requested_by="carol"))
+        heard = "Abort requested by carol; stopping at the next check"
+        wait_for(
+            lambda: any(
+                isinstance(e, JobLogged) and e.message == heard
+                for e in read_topic(own_stack.kafka_bootstrap, JOBS, request.job_id)
+            ),
+            timeout=30,
+            what="the runner to hear the abort",
+        )
+        blocker.rollback()
+    job = finished(own_engine, request.job_id)
+    assert (job.status, job.message) == ("aborted", "Aborted on request")
+    assert list((data_dir / "exports").glob(f"*{request.job_id}*")) == []
+    logs = rows(own_engine, JobLogRow, request.job_id, JobLogRow.id)
+    assert [log.message for log in logs][-1] == "Export aborted; the partial file was removed"
+    refused = httpx.post(f"{api_url}/api/jobs/{request.job_id}/abort", timeout=30)
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == (
+        f"job {request.job_id} is aborted: only a running job can be aborted"
+    )

@@ -64,8 +64,15 @@ def test_every_known_mutating_route_is_enumerated():
         ("POST", "/api/dlq/requeue-all/{queue_name}"),
         ("DELETE", "/api/dlq/{queue_name}"),
         ("POST", "/api/system/circuit-breakers/{name}/reset"),
+        ("POST", "/api/jobs"),
+        ("POST", "/api/jobs/bulk-cancel"),
+        ("POST", "/api/jobs/{job_id}/cancel"),
+        ("POST", "/api/jobs/{job_id}/abort"),
+        ("DELETE", "/api/jobs/{job_id}"),
+        ("POST", "/api/events/export"),
     } <= set(MUTATING)
     assert ("GET", "/api/dlq/stats") in READING
+    assert {("GET", "/api/jobs/types"), ("GET", "/api/jobs/{job_id}/download")} <= set(READING)
 
 
 def _operation(method: str, path: str) -> dict:
