@@ -139,22 +139,25 @@ def read_topic(bootstrap: str, topic: TopicSpec, key: str | None = None) -> list
     found: list[Any] = []
     try:
         partitions = consumer.list_topics(topic.name, timeout=10).topics[topic.name].partitions
+        ends: dict[int, int] = {}
+        starts = []
         for partition in partitions:
             tp = TopicPartition(topic.name, partition)
             low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(topic.name, partition, low)])
-            position = low
-            deadline = time.monotonic() + 30
-            while position < high and time.monotonic() < deadline:
-                message = consumer.poll(0.5)
-                if message is None or message.error():
+            if high > low:
+                ends[partition] = high
+                starts.append(TopicPartition(topic.name, partition, low))
+        consumer.assign(starts)
+        deadline = time.monotonic() + 30
+        while ends and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=1000, timeout=0.5):
+                if message.error():
                     continue
-                position = message.offset() + 1
+                if message.offset() + 1 >= ends.get(message.partition(), 0):
+                    ends.pop(message.partition(), None)
                 if key is None or (message.key() or b"").decode() == key:
                     found.append(decode(topic, message.value()))
-            assert position >= high, f"{topic.name}[{partition}] not read to its end"
+        assert not ends, f"{topic.name} partitions {sorted(ends)} not read to their end"
     finally:
         consumer.close()
     return found
