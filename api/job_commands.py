@@ -167,42 +167,35 @@ def abort_job(
     return _abort(session, sender, job, wait_s=wait_s)
 
 
+# What DELETE does per status: the use case, the action while waiting, once done, its message.
+_DELETES = {
+    "pending": (_cancel, "cancelling", "cancelled", "Job cancelled"),
+    "running": (_abort, "aborting", "aborted", "Job aborted"),
+}
+
+
 def delete_job(
     session: Session, sender: CommandSender, job_id: str, *, wait_s: float
 ) -> JobDeleteOutcome:
     """Cancel a pending job, abort a running one; a finished job is a conflict."""
     job = found(get_job(session, job_id), f"job {job_id}")
-    if job.status == "pending":
-        try:
-            _cancel(session, sender, job, wait_s=wait_s)
-        except NotYetVisible as waiting:
-            raise NotYetVisible(
-                JobDeleteOutcome(
-                    job_id=job_id,
-                    action="cancelling",
-                    previous_status="pending",
-                    message=waiting.outcome.message,  # type: ignore[attr-defined]
-                )
-            ) from None
-        return JobDeleteOutcome(
-            job_id=job_id, action="cancelled", previous_status="pending", message="Job cancelled"
-        )
-    if job.status == "running":
-        try:
-            _abort(session, sender, job, wait_s=wait_s)
-        except NotYetVisible as waiting:
-            raise NotYetVisible(
-                JobDeleteOutcome(
-                    job_id=job_id,
-                    action="aborting",
-                    previous_status="running",
-                    message=waiting.outcome.message,  # type: ignore[attr-defined]
-                )
-            ) from None
-        return JobDeleteOutcome(
-            job_id=job_id, action="aborted", previous_status="running", message="Job aborted"
-        )
-    raise Conflict(f"job {job_id} is already {job.status}: there is nothing to cancel or abort")
+    if job.status not in _DELETES:
+        raise Conflict(f"job {job_id} is already {job.status}: there is nothing to cancel or abort")
+    act, waiting_action, done_action, done_message = _DELETES[job.status]
+    try:
+        act(session, sender, job, wait_s=wait_s)
+    except NotYetVisible as waiting:
+        raise NotYetVisible(
+            JobDeleteOutcome(
+                job_id=job_id,
+                action=waiting_action,
+                previous_status=job.status,
+                message=waiting.outcome.message,  # type: ignore[attr-defined]
+            )
+        ) from None
+    return JobDeleteOutcome(
+        job_id=job_id, action=done_action, previous_status=job.status, message=done_message
+    )
 
 
 def _refusal(status: str) -> str:

@@ -28,7 +28,7 @@ class DateRangeParams:
     end_date: datetime | None
 
 
-def _aware(value: datetime | None) -> datetime | None:
+def as_utc(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)  # a timestamp without zone is taken as UTC
     return value
@@ -38,7 +38,7 @@ def date_range(
     start_date: Annotated[datetime | None, Query(description="Only after this time")] = None,
     end_date: Annotated[datetime | None, Query(description="Only before this time")] = None,
 ) -> DateRangeParams:
-    start, end = _aware(start_date), _aware(end_date)
+    start, end = as_utc(start_date), as_utc(end_date)
     if start is not None and end is not None and start > end:
         raise HTTPException(
             status_code=422,

@@ -234,20 +234,18 @@ class _JsonLines:
 
 class _Csv:
     def header(self) -> bytes:
-        return self._line(CSV_COLUMNS)
+        return self._lines([CSV_COLUMNS])
 
     def rows(self, page: list[dict[str, Any]]) -> bytes:
-        return b"".join(
-            self._line(
-                [_cell(row[column]) for column in EVENT_COLUMNS] + [_json(row["detections"])]
-            )
-            for row in page
+        return self._lines(
+            [*(_cell(row[c]) for c in EVENT_COLUMNS), _json(row["detections"])] for row in page
         )
 
     @staticmethod
-    def _line(values) -> bytes:
+    def _lines(rows) -> bytes:
+        """The rows as CSV, with one writer for the page."""
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(values)
+        csv.writer(buffer, lineterminator="\n").writerows(rows)
         return buffer.getvalue().encode()
 
 

@@ -202,16 +202,10 @@ def get_job(session: Session, job_id: str) -> JobStatusOut | None:
     if row is None:
         return None
     return JobStatusOut(
-        job_id=row.job_id,
-        job_type=row.job_type,
-        status=row.status,
-        progress=row.progress,
-        created_at=row.created_at,
-        started_at=row.started_at,
+        **_out(row).model_dump(),
         completed_at=row.completed_at,
         error_message=row.error_message,
         result=row.result,
-        metadata=job_metadata(row),
     )
 
 

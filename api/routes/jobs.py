@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import HTTPException, Query
@@ -28,7 +28,7 @@ from api.models import (
     JobTypeList,
     JobTypeOut,
 )
-from api.pagination import Pagination
+from api.pagination import Pagination, as_utc
 from api.queries.jobs import (
     JobFilter,
     JobSort,
@@ -61,12 +61,6 @@ def _invalid(param: str, message: str, kind: str) -> HTTPException:
         status_code=422,
         detail=[{"loc": ["query", param], "msg": message, "type": kind}],
     )
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)  # a timestamp without zone is taken as UTC
-    return value
 
 
 def _listed(value: str | None) -> tuple[str, ...] | None:
@@ -136,10 +130,10 @@ def read_job_search(
         statuses=statuses,
         q=q,
         queue=queue,
-        created_after=_aware(created_after),
-        created_before=_aware(created_before),
-        completed_after=_aware(completed_after),
-        completed_before=_aware(completed_before),
+        created_after=as_utc(created_after),
+        created_before=as_utc(created_before),
+        completed_after=as_utc(completed_after),
+        completed_before=as_utc(completed_before),
         has_error=has_error,
         min_duration=min_duration,
         max_duration=max_duration,
@@ -217,7 +211,7 @@ def read_job_logs(
                 f"unknown level {level}: the levels are {', '.join(LOG_LEVELS)}",
                 "value_error.log_level",
             )
-    return found(job_logs(session, job_id, minimum, _aware(since), limit), f"job {job_id}")
+    return found(job_logs(session, job_id, minimum, as_utc(since), limit), f"job {job_id}")
 
 
 _MEDIA_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
