@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -30,8 +31,13 @@ class Stopped(Exception):
 class JobContext:
     job_id: str
     attempt: int
+    # When the job was asked for: what a job derives from "now" it derives from this, so
+    # every attempt derives the same.
+    requested_at: datetime
     engine: Engine
     data_dir: Path
+    # The camera folders, for a job that deletes image files (never anything outside them).
+    camera_root: Path
     emit: Callable[[JobEvent], None]
     abort_requested: threading.Event = field(default_factory=threading.Event)
     stop_requested: threading.Event = field(default_factory=threading.Event)

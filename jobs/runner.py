@@ -24,6 +24,8 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -60,6 +62,7 @@ class JobState:
     job_type: str
     params: dict[str, Any]
     max_attempts: int
+    requested_at: datetime
     status: JobStatus = "pending"
     attempt: int = 0
     cancel_requested_by: str | None = None
@@ -79,7 +82,14 @@ class JobBook:
         if isinstance(event, JobRequested):
             self.jobs.setdefault(
                 event.job_id,
-                JobState(event.job_id, partition, event.job_type, event.params, event.max_attempts),
+                JobState(
+                    event.job_id,
+                    partition,
+                    event.job_type,
+                    event.params,
+                    event.max_attempts,
+                    event.occurred_at,
+                ),
             )
             return
         job = self.jobs.get(event.job_id)
@@ -119,7 +129,8 @@ class JobRunner:
         engine: Engine,
         bootstrap_servers: str,
         worker_id: str,
-        data_dir,
+        data_dir: Path,
+        camera_root: Path,
         concurrency: int,
         policy: RetryPolicy,
         group: str = "vigil-job-runner",
@@ -127,6 +138,7 @@ class JobRunner:
         self.engine = engine
         self.worker_id = worker_id
         self.data_dir = data_dir
+        self.camera_root = camera_root
         self.concurrency = concurrency
         self.book = JobBook(policy)
         self.running: dict[str, Running] = {}
@@ -260,7 +272,15 @@ class JobRunner:
         attempt = job.attempt + 1
         self._emit(JobStarted(job_id=job.job_id, worker_id=self.worker_id, attempt=attempt))
         job.status, job.attempt = "running", attempt
-        context = JobContext(job.job_id, attempt, self.engine, self.data_dir, self._emit)
+        context = JobContext(
+            job_id=job.job_id,
+            attempt=attempt,
+            requested_at=job.requested_at,
+            engine=self.engine,
+            data_dir=self.data_dir,
+            camera_root=self.camera_root,
+            emit=self._emit,
+        )
         if _abortable(job) and job.abort_requested_by is not None:
             context.abort_requested.set()
         future = self._pool.submit(self._attempt, job_type, job, context)

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from projections.jobs import JOB_HANDLERS
+from projections.retention import retention_applied
 from projections.tables import (
     AuditRow,
     BatchMember,
@@ -34,6 +35,7 @@ from schemas.dead_letters import DeadLettered
 from schemas.detections import DetectionsProduced
 from schemas.enrichments import DetectionsEnriched, Enrichment, EnrichmentReprocessed
 from schemas.images import ImageReceived
+from schemas.jobs import RetentionApplied
 from schemas.system import CircuitBreakerChanged, DeadLetterRequeued, DeadLettersCleared
 
 Handler = Callable[[Any, Session], None]
@@ -449,4 +451,5 @@ HANDLERS: dict[type, list[Handler]] = {
     PromptConfigured: [prompt_configured],
     CircuitBreakerChanged: [circuit_breaker_changed],
     **JOB_HANDLERS,
+    RetentionApplied: [retention_applied],
 }

@@ -21,8 +21,10 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from projections.handlers import HANDLERS, Handler
+from projections.retention import Retention
 from projections.tables import ProjectionOffset, ProjectionReject
 from schemas.codec import UndecodableMessage, decode
+from schemas.jobs import RetentionApplied
 from schemas.topics import EVENT_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,9 @@ class Projector:
     handlers: Mapping[type, list[Handler]] = field(default_factory=lambda: HANDLERS)
     batch_size: int = 500
     _positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    # The cleanups' cut-offs, read at the start of every batch (another projector of the
+    # group may have applied one).
+    _retention: Retention = field(default_factory=Retention)
 
     def __post_init__(self) -> None:
         self._by_name = {topic.name: topic for topic in self.topics}
@@ -123,6 +128,7 @@ class Projector:
     def _apply_batch(self, messages: list[Message]) -> None:
         advanced: dict[tuple[str, int], int] = {}
         with Session(self.engine) as session, session.begin():
+            self._retention = Retention.load(session)
             for message in messages:
                 key = (message.topic(), message.partition())
                 offset = message.offset()
@@ -158,15 +164,21 @@ class Projector:
         except UndecodableMessage as exc:
             self._reject(session, message, str(exc))
             return
+        if self._retention.forgets(event):
+            return  # a cleanup removed what it says: a replay must not bring it back
         try:
             with session.begin_nested():
                 for handler in self.handlers.get(type(event), []):
                     handler(event, session)
+                self._retention.after(event, session)
         except (OperationalError, InterfaceError):
             raise  # the database is away: the whole batch is retried
         except DBAPIError as exc:
             # The database refused this one event's rows: keep it as a reject and go on.
             self._reject(session, message, f"{type(exc.orig).__name__}: {exc.orig}")
+            return
+        if isinstance(event, RetentionApplied):
+            self._retention = Retention.load(session)  # the facts after it in this batch
 
     def _reject(self, session: Session, message: Message, error: str) -> None:
         log.warning(

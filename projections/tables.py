@@ -385,3 +385,19 @@ class JobLogRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index(None, "job_id", "at"),)
+
+
+class RetentionCutoffRow(Base):
+    """A cleanup job's cut-off (`RetentionApplied`), and how many rows it deleted per table.
+
+    The projector reads these before each batch: a fact older than a cut-off that covers its
+    camera is skipped, so a replay leaves the same rows deleted.
+    """
+
+    __tablename__ = "retention_cutoffs"
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    camera_id: Mapped[str | None] = mapped_column(String(128))
+    cutoff: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deleted: Mapped[dict] = mapped_column(JSONB)

@@ -9,6 +9,7 @@ requested); the runner that owns the job's partition answers with everything els
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
@@ -121,6 +122,21 @@ class JobAborted(JobEvent):
     reason: str
 
 
+class RetentionApplied(JobEvent):
+    """A cleanup job's decision: the read models forget what happened before `cutoff`.
+
+    For one camera, or for every camera when `camera_id` is None. The projector deletes the
+    rows it covers when it applies this event and, on a replay, skips the facts it covers,
+    so a rebuild from the topics leaves the same rows deleted.
+    """
+
+    event_type: Literal["RetentionApplied"] = "RetentionApplied"
+
+    attempt: int = Field(ge=1)
+    cutoff: datetime
+    camera_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+
 JOB_EVENTS: tuple[type[JobEvent], ...] = (
     JobRequested,
     JobStarted,
@@ -132,4 +148,5 @@ JOB_EVENTS: tuple[type[JobEvent], ...] = (
     JobCancelled,
     JobAbortRequested,
     JobAborted,
+    RetentionApplied,
 )

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from projections.handlers import HANDLERS
 from projections.tables import DeadLetterRow
-from schemas.analysis import SecurityEventRecorded, level_for
+from schemas.analysis import ModelCallAudited, SecurityEventRecorded, level_for
 from schemas.batches import BatchClosed, BatchDetection, BatchOpened, DetectionsBatched, Trigger
 from schemas.codec import encode
 from schemas.dead_letters import DeadLettered, Stage
@@ -40,8 +40,17 @@ from schemas.jobs import (
     JobRequested,
     JobStarted,
 )
-from schemas.system import BreakerState, CircuitBreakerChanged
-from schemas.topics import BATCHES, DETECTIONS, IMAGES, TopicSpec
+from schemas.system import BreakerState, CircuitBreakerChanged, DeadLetterRequeued
+from schemas.topics import (
+    AI_AUDIT,
+    BATCHES,
+    DETECTIONS,
+    DLQ_DETECTION,
+    ENRICHMENTS,
+    IMAGES,
+    SECURITY_EVENTS,
+    TopicSpec,
+)
 from streams.dead_letters import dead_letter
 
 VISION_MODEL = ("qwen-vl", "2.5-3b")
@@ -563,3 +572,72 @@ def job_run(
                 JobAborted(**base, attempt=attempt, reason="Aborted on request", occurred_at=at)
             )
     return events
+
+
+# --- a camera's whole history, as the topics hold it ------------------------------------------
+
+
+def camera_history(camera_id: str, at: datetime, file_path: str) -> list[tuple[TopicSpec, Message]]:
+    """Everything the pipeline writes about one image that arrived `at`, in topic order: the
+    image, its detections (person, car) and the person's enrichment, the batch that held them
+    and its analysed event with the audit of the call, and two dead letters of the image (one
+    requeued a minute later, one still pending)."""
+    image = image_event(camera_id, digest=uuid.uuid4().hex * 2, file_path=file_path)
+    image = image.model_copy(update={"occurred_at": at})
+    produced = detections_event(image, ["person", "car"]).model_copy(
+        update={"occurred_at": at + timedelta(seconds=1)}
+    )
+    described = enriched(
+        produced, [enrichment(0, "person", 0.8)], at + timedelta(seconds=2), latency_ms=30.0
+    )
+    batch = opened(camera_id, at + timedelta(seconds=1))
+    done = closed(batch, members(produced), "idle_timeout", 30)
+    event = recorded(done, 40)
+    audit = ModelCallAudited(
+        audit_id=event.audit_id,
+        model_name=event.model_name,
+        model_version=event.model_version,
+        camera_id=camera_id,
+        batch_id=done.batch_id,
+        prompt_version=event.prompt_version,
+        input_summary="2 detections",
+        raw_output='{"risk_score": 40}',
+        outcome="success",
+        occurred_at=event.occurred_at,
+    )
+    requeued, pending = (
+        dead_letter(
+            stage="detection",
+            raw=encode(image),
+            error=TimeoutError("detector service unavailable"),
+            producer="test",
+            source_topic=IMAGES.name,
+            source_partition=0,
+            source_offset=0,
+            camera_id=camera_id,
+            first_failed_at=at,
+            last_failed_at=at,
+        )
+        for _ in range(2)
+    )
+    requeue = DeadLetterRequeued(
+        dead_letter_id=str(requeued.event_id),
+        stage="detection",
+        source_topic=IMAGES.name,
+        requeued_partition=0,
+        requeued_offset=0,
+        occurred_at=at + timedelta(minutes=1),
+    )
+    return [
+        (IMAGES, image),
+        (DETECTIONS, produced),
+        (ENRICHMENTS, described),
+        (BATCHES, batch),
+        (BATCHES, progressed(batch, image.image_id, 2, at + timedelta(seconds=1))),
+        (BATCHES, done),
+        (SECURITY_EVENTS, event),
+        (AI_AUDIT, audit),
+        (DLQ_DETECTION, requeued),
+        (DLQ_DETECTION, pending),
+        (DLQ_DETECTION, requeue),
+    ]

@@ -86,6 +86,7 @@ def runner() -> None:
         bootstrap_servers=settings.kafka_bootstrap_servers,
         worker_id=settings.worker_id,
         data_dir=settings.data_dir,
+        camera_root=settings.camera_root,
         concurrency=settings.job_concurrency,
         policy=RetryPolicy.from_settings(settings),
         group=settings.job_runner_group,

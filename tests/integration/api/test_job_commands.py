@@ -155,6 +155,21 @@ def test_post_job_with_a_bad_param_is_422_naming_the_field(client, params, field
     assert [e["loc"] for e in reply.json()["detail"]] == [["body", "params", field]]
 
 
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"older_than_days": 0}, "older_than_days"),
+        ({}, "older_than_days"),
+        ({"older_than_days": 7, "camera_id": ""}, "camera_id"),
+        ({"older_than_days": 7, "delete_images": "maybe"}, "delete_images"),
+    ],
+)
+def test_post_cleanup_with_a_bad_param_is_422_naming_the_field(client, params, field):
+    reply = client.post("/api/jobs", json={"job_type": "cleanup", "params": params})
+    assert reply.status_code == 422, reply.text
+    assert [e["loc"] for e in reply.json()["detail"]] == [["body", "params", field]]
+
+
 def test_post_job_without_a_type_is_422(client):
     reply = client.post("/api/jobs", json={"params": {}})
     assert reply.status_code == 422
@@ -370,6 +385,14 @@ def test_delete_running_job_answered_is_aborted(client, engine, consumer_of, lon
     assert reply.status_code == 200, reply.text
     assert reply.json()["action"] == "aborted"
     assert reply.json()["previous_status"] == "running"
+
+
+def test_abort_of_a_running_cleanup_is_409_and_nothing_is_asked(client, engine, stack):
+    job = seed(engine, "running", job_type="cleanup", params={"older_than_days": 30})
+    reply = client.post(f"/api/jobs/{job.job_id}/abort")
+    assert reply.status_code == 409, reply.text
+    assert reply.json()["detail"] == "cleanup jobs cannot be aborted"
+    assert on_topic(stack, job.job_id, JobAbortRequested) == []
 
 
 def test_delete_running_job_of_a_type_without_abort_is_409(client, engine):
