@@ -1,12 +1,13 @@
-"""Live security events for WebSocket clients: one Kafka feed per replica, fanned out.
+"""Live security events and jobs for WebSocket clients: Kafka feeds per replica, fanned out.
 
-Every API replica reads the whole events topic itself, without a consumer group
-(aiokafka with `group_id=None` assigns every partition of the subscribed topic and
-reassigns when the metadata it refreshes every `partition_check_s` shows a partition
-change), starting at the end: a client sees events recorded after it connected.
+Every API replica reads the whole events topic and the whole jobs topic itself, without a
+consumer group (aiokafka with `group_id=None` assigns every partition of the subscribed
+topic and reassigns when the metadata it refreshes every `partition_check_s` shows a
+partition change), starting at the end: a client sees what happened after it connected.
 Each event is pushed as REST shows it (`GET /api/events/{id}`), once the read model shows
-it at its analysis version or a later one: the feed holds what it read, in arrival order,
-looks the held events up every `check_s`, and pushes those shown; one not shown within
+it at its analysis version or a later one; each job step as `GET /api/jobs/{id}` shows the
+job once the projector applied that step. A feed holds what it read, in arrival order,
+looks the held items up every `check_s`, and pushes those shown; one not shown within
 `read_model_wait_s` is dropped with a warning. Each client has a bounded queue; one that
 falls that far behind is disconnected rather than allowed to hold the others back or grow
 without limit.
@@ -19,17 +20,19 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.models import EventDetail
+from api.models import EventDetail, JobStatusOut
 from api.queries.events import shown_events
+from api.queries.jobs import shown_jobs
 from schemas.analysis import SecurityEventRecorded
 from schemas.codec import UndecodableMessage, decode
-from schemas.topics import SECURITY_EVENTS
+from schemas.jobs import JobEvent, JobLogged, RetentionApplied
+from schemas.topics import JOBS, SECURITY_EVENTS, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,10 @@ def event_message(event: EventDetail) -> dict[str, Any]:
     return {"type": "event", "event": event.model_dump(mode="json")}
 
 
+def job_message(job: JobStatusOut) -> dict[str, Any]:
+    return {"type": "job", "job": job.model_dump(mode="json")}
+
+
 # For each event recorded, the event as the read model shows it; None while it does not
 # show it at that analysis version. Called in a worker thread.
 ShownEvents = Callable[[Sequence[SecurityEventRecorded]], list[EventDetail | None]]
@@ -124,58 +131,97 @@ def read_model_lookup(sessions: sessionmaker[Session]) -> ShownEvents:
 
 
 @dataclass(frozen=True)
-class Held:
-    event: SecurityEventRecorded
+class JobEventAt:
+    """A job event and where it stands on `vigil.jobs`."""
+
+    partition: int
+    offset: int
+    event: JobEvent
+
+
+# For each job event, the job as the read model shows it once the projector applied that
+# event; None until then. Called in a worker thread.
+ShownJobs = Callable[[Sequence[JobEventAt]], list[JobStatusOut | None]]
+
+
+def job_lookup(sessions: sessionmaker[Session], projector_group: str) -> ShownJobs:
+    def shown(held: Sequence[JobEventAt]) -> list[JobStatusOut | None]:
+        with sessions() as session:
+            return shown_jobs(
+                session, projector_group, [(h.partition, h.offset, h.event.job_id) for h in held]
+            )
+
+    return shown
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Held(Generic[T]):
+    item: T
     until: float  # time.monotonic() after which the feed stops waiting for it
 
 
-class HeldEvents:
-    """Events read from the topic, in arrival order, until the read model shows them or
-    their wait runs out. Plain code: the feed says when it is, and what the lookup found."""
+class HeldEvents(Generic[T]):
+    """Items read from a topic, in arrival order, until the read model shows them or their
+    wait runs out. Plain code: the feed says when it is, and what the lookup found."""
 
     def __init__(self, wait_s: float) -> None:
         self.wait_s = wait_s
-        self._held: list[Held] = []
+        self._held: list[Held[T]] = []
 
     def __len__(self) -> int:
         return len(self._held)
 
-    def hold(self, event: SecurityEventRecorded, now: float) -> None:
-        self._held.append(Held(event, now + self.wait_s))
+    def hold(self, item: T, now: float) -> None:
+        self._held.append(Held(item, now + self.wait_s))
 
-    def waiting(self) -> list[SecurityEventRecorded]:
-        return [held.event for held in self._held]
+    def waiting(self) -> list[T]:
+        return [held.item for held in self._held]
 
-    def settle(
-        self, shown: Sequence[EventDetail | None], now: float
-    ) -> tuple[list[EventDetail], list[SecurityEventRecorded]]:
-        """Settle the first len(shown) held events (those looked up, in that order): the ones
+    def settle(self, shown: Sequence[R | None], now: float) -> tuple[list[R], list[T]]:
+        """Settle the first len(shown) held items (those looked up, in that order): the ones
         shown leave to be pushed, in order; those whose wait ran out leave to be dropped;
         the rest stay held, ahead of any held since."""
         looked_up, later = self._held[: len(shown)], self._held[len(shown) :]
-        push: list[EventDetail] = []
-        drop: list[SecurityEventRecorded] = []
-        kept: list[Held] = []
+        push: list[R] = []
+        drop: list[T] = []
+        kept: list[Held[T]] = []
         for held, detail in zip(looked_up, shown, strict=True):
             if detail is not None:
                 push.append(detail)
             elif now > held.until:
-                drop.append(held.event)
+                drop.append(held.item)
             else:
                 kept.append(held)
         self._held = kept + later
         return push, drop
 
 
-class SecurityEventFeed:
-    """Consumes SECURITY_EVENTS from the end and publishes each event to the broadcaster
-    once the read model (`shown`) shows it."""
+def once_each(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages in order, each identical one once (two steps of a job the read model
+    already shows as one state are one push)."""
+    unique: list[dict[str, Any]] = []
+    for message in messages:
+        if message not in unique:
+            unique.append(message)
+    return unique
+
+
+class TopicFeed(Generic[T]):
+    """Consumes a topic from the end and publishes a message to the broadcaster for each
+    item it holds, once the read model shows it. A subclass says what it follows (`held`),
+    how the read model shows it (`messages`), and what a dropped item was (`dropped`)."""
+
+    topic: TopicSpec
+    name: str
 
     def __init__(
         self,
         bootstrap_servers: str,
         broadcaster: Broadcaster,
-        shown: ShownEvents,
         *,
         partition_check_s: float = 30.0,
         retry_s: float = 2.0,
@@ -184,14 +230,24 @@ class SecurityEventFeed:
     ) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._broadcaster = broadcaster
-        self._shown = shown
         self._partition_check_s = partition_check_s
         self._retry_s = retry_s
         self._check_s = check_s
-        self._held = HeldEvents(read_model_wait_s)
+        self._held: HeldEvents[T] = HeldEvents(read_model_wait_s)
         self._arrived = asyncio.Event()
-        # True once every partition has a position: events produced from then on arrive.
+        # True once every partition has a position: messages produced from then on arrive.
         self.ready = False
+
+    def held(self, partition: int, offset: int, message: Any) -> T | None:
+        """What to hold for a decoded message; None for one this feed does not push."""
+        raise NotImplementedError
+
+    def messages(self, items: Sequence[T]) -> list[dict[str, Any] | None]:
+        """For each item, its message once the read model shows it, else None (in a thread)."""
+        raise NotImplementedError
+
+    def dropped(self, item: T) -> str:
+        raise NotImplementedError
 
     async def run(self) -> None:
         """Until cancelled: read the topic, and push what the read model shows."""
@@ -202,13 +258,13 @@ class SecurityEventFeed:
     def _consumer(self) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap_servers,
-            client_id="vigil-api-events",
+            client_id=f"vigil-api-{self.name.replace(' ', '-')}",
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="latest",
             metadata_max_age_ms=int(self._partition_check_s * 1000),
         )
-        consumer.subscribe([SECURITY_EVENTS.name])
+        consumer.subscribe([self.topic.name])
         return consumer
 
     async def _read_topic(self) -> None:
@@ -220,12 +276,12 @@ class SecurityEventFeed:
                 for partition in consumer.assignment():
                     await consumer.position(partition)  # resolves "latest" now
                 self.ready = True
-                log.info("event feed reading %s", sorted(consumer.assignment()))
+                log.info("%s reading %s", self.name, sorted(consumer.assignment()))
                 await self._pump(consumer)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("event feed stopped; starting again in %.0fs", self._retry_s)
+                log.exception("%s stopped; starting again in %.0fs", self.name, self._retry_s)
             finally:
                 self.ready = False
                 await _stop_quietly(consumer)
@@ -237,7 +293,7 @@ class SecurityEventFeed:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=500)
             except KafkaError as exc:
                 # aiokafka reconnects on its own (a broker restart, say): log and keep going.
-                log.warning("event feed: %s: %s; retrying", type(exc).__name__, exc)
+                log.warning("%s: %s: %s; retrying", self.name, type(exc).__name__, exc)
                 await asyncio.sleep(self._retry_s)
                 continue
             for records in batches.values():
@@ -246,35 +302,36 @@ class SecurityEventFeed:
 
     def _hold(self, partition: int, offset: int, raw: bytes | None) -> None:
         try:
-            event = decode(SECURITY_EVENTS, raw)
+            message = decode(self.topic, raw)
         except UndecodableMessage as exc:
-            log.warning("skipping %s[%d]@%d: %s", SECURITY_EVENTS.name, partition, offset, exc)
+            log.warning("skipping %s[%d]@%d: %s", self.topic.name, partition, offset, exc)
             return
-        self._held.hold(event, time.monotonic())
+        item = self.held(partition, offset, message)
+        if item is None:
+            return
+        self._held.hold(item, time.monotonic())
         self._arrived.set()
 
     async def _push_when_shown(self) -> None:
-        """Until cancelled: look the held events up, push the ones shown, drop the overdue."""
+        """Until cancelled: look the held items up, push the ones shown, drop the overdue."""
         while True:
             await self._arrived.wait()
             waiting = self._held.waiting()
             pause = self._check_s
             try:
-                shown = await asyncio.to_thread(self._shown, waiting)
+                shown = await asyncio.to_thread(self.messages, waiting)
             except Exception:
-                log.exception("event feed: the read model did not answer; asking again")
+                log.exception("%s: the read model did not answer; asking again", self.name)
                 shown, pause = [None] * len(waiting), self._retry_s
             push, drop = self._held.settle(shown, time.monotonic())
-            for detail in push:
-                self._broadcaster.publish(event_message(detail))
-            for event in drop:
+            for message in once_each(push):
+                self._broadcaster.publish(message)
+            for item in drop:
                 log.warning(
-                    "event feed: dropping the event of batch %s (camera %s, analysis version "
-                    "%d): the read model did not show it within %gs (the projection refused "
-                    "it, or lags that far behind)",
-                    event.batch_id,
-                    event.camera_id,
-                    event.analysis_version,
+                    "%s: dropping %s: the read model did not show it within %gs (the "
+                    "projection refused it, or lags that far behind)",
+                    self.name,
+                    self.dropped(item),
                     self._held.wait_s,
                 )
             if len(self._held):
@@ -283,8 +340,58 @@ class SecurityEventFeed:
                 self._arrived.clear()
 
 
+class SecurityEventFeed(TopicFeed[SecurityEventRecorded]):
+    """Each security event recorded, as `GET /api/events/{id}` shows it."""
+
+    topic = SECURITY_EVENTS
+    name = "event feed"
+
+    def __init__(
+        self, bootstrap_servers: str, broadcaster: Broadcaster, shown: ShownEvents, **options
+    ) -> None:
+        super().__init__(bootstrap_servers, broadcaster, **options)
+        self._shown = shown
+
+    def held(self, partition: int, offset: int, message: Any) -> SecurityEventRecorded:
+        return message
+
+    def messages(self, items: Sequence[SecurityEventRecorded]) -> list[dict[str, Any] | None]:
+        return [event_message(d) if d is not None else None for d in self._shown(items)]
+
+    def dropped(self, item: SecurityEventRecorded) -> str:
+        return (
+            f"the event of batch {item.batch_id} (camera {item.camera_id}, analysis version "
+            f"{item.analysis_version})"
+        )
+
+
+class JobFeed(TopicFeed[JobEventAt]):
+    """Each change of a job's status and each progress step, as `GET /api/jobs/{id}` shows
+    the job once the projector applied it. Log lines and a cleanup's cut-off are not pushed."""
+
+    topic = JOBS
+    name = "job feed"
+
+    def __init__(
+        self, bootstrap_servers: str, broadcaster: Broadcaster, shown: ShownJobs, **options
+    ) -> None:
+        super().__init__(bootstrap_servers, broadcaster, **options)
+        self._shown = shown
+
+    def held(self, partition: int, offset: int, message: Any) -> JobEventAt | None:
+        if isinstance(message, JobLogged | RetentionApplied):
+            return None
+        return JobEventAt(partition, offset, message)
+
+    def messages(self, items: Sequence[JobEventAt]) -> list[dict[str, Any] | None]:
+        return [job_message(j) if j is not None else None for j in self._shown(items)]
+
+    def dropped(self, item: JobEventAt) -> str:
+        return f"the {item.event.event_type} of job {item.event.job_id}"
+
+
 async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
     try:
         await consumer.stop()
     except Exception:
-        log.exception("event feed consumer did not stop cleanly")
+        log.exception("feed consumer did not stop cleanly")

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.broadcast import SecurityEventFeed, read_model_lookup
+from api.broadcast import JobFeed, SecurityEventFeed, job_lookup, read_model_lookup
 from api.routes import batches, detections, dlq, enrichment, events, jobs, system, ws
 from api.services import Services
 from vigil.settings import Settings, get_settings
@@ -29,13 +29,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             partition_check_s=settings.ws_partition_check_s,
             read_model_wait_s=settings.ws_read_model_wait_s,
         )
-        feed_task = asyncio.create_task(feed.run(), name="security-event-feed")
+        job_feed = app.state.job_feed = JobFeed(
+            settings.kafka_bootstrap_servers,
+            services.job_broadcaster,
+            job_lookup(services.sessions, settings.projector_group),
+            partition_check_s=settings.ws_partition_check_s,
+            read_model_wait_s=settings.ws_read_model_wait_s,
+        )
+        feed_tasks = [
+            asyncio.create_task(feed.run(), name="security-event-feed"),
+            asyncio.create_task(job_feed.run(), name="job-feed"),
+        ]
         try:
             yield
         finally:
-            feed_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await feed_task
+            for task in feed_tasks:
+                task.cancel()
+            for task in feed_tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             services.close()
 
     app = FastAPI(title="Vigil", version="0.1.0", lifespan=lifespan)

@@ -22,6 +22,7 @@ class Services:
     settings: Settings
     commands: CommandSender
     broadcaster: Broadcaster
+    job_broadcaster: Broadcaster
     # How long a write waits for the read model to show its outcome before answering 202.
     read_your_writes_wait_s: float
 
@@ -39,10 +40,12 @@ class Services:
                 settings.kafka_bootstrap_servers, ack_timeout_s=settings.api_command_ack_timeout_s
             ),
             broadcaster=Broadcaster(queue_size=settings.ws_client_queue_size),
+            job_broadcaster=Broadcaster(queue_size=settings.ws_client_queue_size),
             read_your_writes_wait_s=settings.read_your_writes_wait_s,
         )
 
     def close(self) -> None:
         self.broadcaster.close()
+        self.job_broadcaster.close()
         self.commands.close()
         self.engine.dispose()

@@ -6,10 +6,13 @@ Builders of events and rows are in `tests/factories.py`; fixtures in `tests/conf
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +186,43 @@ def producer_of(stack: Stack):
         yield producer
     finally:
         producer.flush(10)
+
+
+@dataclass
+class LiveApi:
+    app: Any
+    base_url: str  # ws://127.0.0.1:<port>
+    loop: asyncio.AbstractEventLoop
+
+
+@contextmanager
+def live_api_of(settings) -> Iterator[LiveApi]:
+    """The app served by uvicorn on a free port, in its own thread and loop, once it serves
+    and its feeds have a position at the end of their topics."""
+    import uvicorn
+
+    from api.main import create_app
+    from vigil.devservices.procs import free_port
+
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(
+        target=loop.run_until_complete, args=(server.serve(),), name="live-api", daemon=True
+    )
+    thread.start()
+    wait_for(
+        lambda: server.started and app.state.event_feed.ready and app.state.job_feed.ready,
+        timeout=30,
+        what="the API to serve with its feeds at the end of their topics",
+    )
+    try:
+        yield LiveApi(app=app, base_url=f"ws://127.0.0.1:{port}", loop=loop)
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        loop.close()
 
 
 @contextmanager

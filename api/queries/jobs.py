@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -27,8 +28,16 @@ from api.models import (
     JobTransitionOut,
 )
 from projections.jobs import LEVEL_NUMBERS
-from projections.tables import JobAttemptRow, JobLogRow, JobProgressRow, JobRow, JobTransitionRow
+from projections.tables import (
+    JobAttemptRow,
+    JobLogRow,
+    JobProgressRow,
+    JobRow,
+    JobTransitionRow,
+    ProjectionOffset,
+)
 from schemas.jobs import FINISHED, JOB_STATUSES
+from schemas.topics import JOBS
 
 JobSort = Literal["created_at", "started_at", "completed_at", "progress", "job_type", "status"]
 SortOrder = Literal["asc", "desc"]
@@ -207,6 +216,33 @@ def get_job(session: Session, job_id: str) -> JobStatusOut | None:
         error_message=row.error_message,
         result=row.result,
     )
+
+
+def shown_jobs(
+    session: Session, projector_group: str, held: Sequence[tuple[int, int, str]]
+) -> list[JobStatusOut | None]:
+    """For each (partition, offset, job_id) of an event on `vigil.jobs`: the job as
+    GET /api/jobs/{id} answers it once the projector applied that offset; None until then.
+
+    The projector stores its offsets with the rows they cover, so an offset it stored is
+    an event whose change the read model shows."""
+    applied = dict(
+        session.execute(
+            select(ProjectionOffset.partition, ProjectionOffset.next_offset).where(
+                ProjectionOffset.consumer == projector_group, ProjectionOffset.topic == JOBS.name
+            )
+        ).all()
+    )
+    jobs: dict[str, JobStatusOut | None] = {}
+    shown: list[JobStatusOut | None] = []
+    for partition, offset, job_id in held:
+        if applied.get(partition, 0) <= offset:
+            shown.append(None)
+            continue
+        if job_id not in jobs:
+            jobs[job_id] = get_job(session, job_id)
+        shown.append(jobs[job_id])
+    return shown
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:

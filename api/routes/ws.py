@@ -10,10 +10,6 @@ from api.broadcast import Broadcaster, Closed, Subscription
 router = APIRouter(tags=["events"])
 
 
-def _broadcaster(websocket: WebSocket) -> Broadcaster:
-    return websocket.app.state.services.broadcaster
-
-
 async def _send_events(websocket: WebSocket, subscription: Subscription) -> None:
     while True:
         item = await subscription.get()
@@ -32,7 +28,17 @@ async def _until_disconnected(websocket: WebSocket) -> None:
 async def stream_events(websocket: WebSocket) -> None:
     """Pushes `{"type": "event", "event": {...}}` for each new or updated event, the event
     as `GET /api/events/{id}` answers it, once the read model shows it."""
-    broadcaster = _broadcaster(websocket)
+    await _stream(websocket, websocket.app.state.services.broadcaster)
+
+
+@router.websocket("/ws/jobs")
+async def stream_jobs(websocket: WebSocket) -> None:
+    """Pushes `{"type": "job", "job": {...}}` on every change of a job's status and every
+    progress step, the job as `GET /api/jobs/{id}` answers it once the read model shows it."""
+    await _stream(websocket, websocket.app.state.services.job_broadcaster)
+
+
+async def _stream(websocket: WebSocket, broadcaster: Broadcaster) -> None:
     # Subscribed before the handshake completes: an event produced once the client is
     # connected is never missed.
     subscription = broadcaster.subscribe()

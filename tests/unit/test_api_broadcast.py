@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.broadcast import HeldEvents
+from api.broadcast import HeldEvents, once_each
 from api.models import EventDetail
 from tests.factories import analysed_batch
 
@@ -48,3 +48,9 @@ def test_events_held_during_a_lookup_stay_behind_the_ones_kept():
     assert [p.batch_id for p in push] == [looked_up.batch_id]
     assert held.waiting() == [kept, arrived]
     assert len(held) == 2
+
+
+def test_identical_messages_of_one_round_are_pushed_once_in_order():
+    started = {"type": "job", "job": {"job_id": "a", "status": "running"}}
+    other = {"type": "job", "job": {"job_id": "b", "status": "pending"}}
+    assert once_each([started, other, dict(started), other]) == [started, other]

@@ -11,16 +11,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 from confluent_kafka import Producer
-from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -34,12 +29,11 @@ from api.broadcast import (
     Subscription,
     read_model_lookup,
 )
-from api.main import create_app
 from projections.db import make_sessionmaker
 from schemas.codec import encode
 from schemas.topics import SECURITY_EVENTS
 from tests.factories import analysed_batch, apply, recorded
-from tests.support import new_camera_id, publish, wait_for
+from tests.support import LiveApi, live_api_of, new_camera_id, publish, wait_for
 from vigil.devservices.kafka import KafkaService, create_topics, start_kafka
 
 TIMEOUT_S = 15.0
@@ -47,39 +41,14 @@ TIMEOUT_S = 15.0
 QUIET_S = 2.0
 
 
-@dataclass
-class LiveApi:
-    app: FastAPI
-    url: str
-    loop: asyncio.AbstractEventLoop
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live_api(stack) -> Iterator[LiveApi]:
-    """The app served by uvicorn in its own thread and loop, its event feed ready."""
-    app = create_app(stack.settings())
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(
-        target=loop.run_until_complete, args=(server.serve(),), name="live-api", daemon=True
-    )
-    thread.start()
-    wait_for(
-        lambda: server.started and app.state.event_feed.ready,
-        timeout=30,
-        what="the API to serve with its event feed at the end of the topic",
-    )
-    yield LiveApi(app=app, url=f"ws://127.0.0.1:{port}/ws/events", loop=loop)
-    server.should_exit = True
-    thread.join(15)
-    loop.close()
+    with live_api_of(stack.settings()) as live:
+        yield live
+
+
+def events_url(live_api: LiveApi) -> str:
+    return f"{live_api.base_url}/ws/events"
 
 
 def _rest_event(api_client, camera_id: str) -> dict[str, Any]:
@@ -113,7 +82,7 @@ async def _nothing_for(ws: ClientConnection, batch_id: str, seconds: float = QUI
 async def test_event_is_pushed_once_shown_as_rest_shows_it(live_api, producer, engine, api_client):
     camera_id = new_camera_id("ws")
     *batch, event = analysed_batch(camera_id)
-    async with connect(live_api.url) as ws:
+    async with connect(events_url(live_api)) as ws:
         publish(producer, SECURITY_EVENTS.name, camera_id, encode(event))
         await _nothing_for(ws, event.batch_id)
         apply(engine, *batch, event)
@@ -129,7 +98,7 @@ async def test_reanalysis_is_pushed_once_shown_at_its_version(
     batch, done, first = analysed_batch(camera_id, score=20)
     apply(engine, batch, done, first)
     again = recorded(done, 90, version=2)
-    async with connect(live_api.url) as ws:
+    async with connect(events_url(live_api)) as ws:
         publish(producer, SECURITY_EVENTS.name, camera_id, encode(again))
         await _nothing_for(ws, again.batch_id)  # the read model shows version 1 only
         apply(engine, again)
@@ -142,7 +111,7 @@ async def test_reanalysis_is_pushed_once_shown_at_its_version(
 async def test_events_of_a_camera_are_pushed_in_the_order_recorded(live_api, producer, engine):
     camera_id = new_camera_id("ws")
     analysed = [analysed_batch(camera_id, score) for score in (10, 40, 70)]
-    async with connect(live_api.url) as ws:
+    async with connect(events_url(live_api)) as ws:
         for *_, event in analysed:
             publish(producer, SECURITY_EVENTS.name, camera_id, encode(event))
         apply(engine, *(e for events in analysed for e in events))
@@ -159,7 +128,7 @@ async def test_every_client_receives_the_event(live_api, producer, engine, api_c
     camera_id = new_camera_id("ws")
     *batch, event = analysed_batch(camera_id, score=95)
     apply(engine, *batch, event)
-    async with connect(live_api.url) as first, connect(live_api.url) as second:
+    async with connect(events_url(live_api)) as first, connect(events_url(live_api)) as second:
         publish(producer, SECURITY_EVENTS.name, camera_id, encode(event))
         received = await asyncio.gather(
             _next_event_of(first, event.batch_id), _next_event_of(second, event.batch_id)
@@ -172,7 +141,7 @@ async def test_undecodable_messages_are_skipped(live_api, producer, engine, api_
     camera_id = new_camera_id("ws")
     *batch, event = analysed_batch(camera_id, score=10)
     apply(engine, *batch, event)
-    async with connect(live_api.url) as ws:
+    async with connect(events_url(live_api)) as ws:
         # Same key, same partition: the good event comes after the bad ones.
         publish(producer, SECURITY_EVENTS.name, camera_id, b"not json at all")
         publish(producer, SECURITY_EVENTS.name, camera_id, b'{"event_type": "Nonsense"}')
@@ -185,7 +154,7 @@ async def test_undecodable_messages_are_skipped(live_api, producer, engine, api_
 
 async def test_a_client_that_falls_behind_is_disconnected_with_a_reason(live_api):
     broadcaster: Broadcaster = live_api.app.state.services.broadcaster
-    async with connect(live_api.url) as ws:
+    async with connect(events_url(live_api)) as ws:
         await asyncio.to_thread(
             wait_for, lambda: broadcaster.client_count >= 1, timeout=5, what="subscription"
         )
