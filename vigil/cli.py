@@ -209,15 +209,34 @@ def down() -> None:
         reap_leftover(pid_file)
 
 
-@app.command()
+bench_app = typer.Typer(help="Benchmarks, each a ratio against a baseline in the same run.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.callback(invoke_without_command=True)
 def bench(
+    ctx: typer.Context,
     images: Annotated[int, typer.Option(help="How many images to send")] = 60,
 ) -> None:
-    """Detector throughput through Triton alone vs the whole path, and end-to-end latency."""
+    """Detector throughput through Triton alone vs the whole path, and end-to-end latency
+    (`vigil bench export` for the export job)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from bench.detection_pipeline import main
 
     _logging("WARNING")
     main(cache_dir() / "bench-state", images)
+
+
+@bench_app.command("export")
+def bench_export(
+    rows: Annotated[int, typer.Option(help="How many events to seed and export")] = 100_000,
+) -> None:
+    """The export job through the runner vs a bare COPY of the same rows: rows/s, peak RSS."""
+    from bench.export import main
+
+    _logging("WARNING")
+    main(cache_dir() / "bench-export-state", rows)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
