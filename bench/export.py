@@ -82,7 +82,7 @@ COPY_WITH_DETECTIONS = f"""COPY (SELECT {EVENT_COLUMNS}, (
             WHERE n.image_id = d.image_id AND n.position = d.position))
         ORDER BY d.detected_at, d.image_id, d.position)
     FROM batch_detections m JOIN detections d
-        ON d.image_id = m.image_id AND d.position = m.position
+        ON d.image_id = m.image_id AND d.position = m.position AND NOT d.reprocessed
     WHERE m.batch_id = e.batch_id) AS detections
     FROM events e WHERE camera_id = '{CAMERA}' ORDER BY started_at, id)
     TO STDOUT WITH (FORMAT csv, HEADER)"""

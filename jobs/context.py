@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
 
+from schemas.envelope import Message
 from schemas.jobs import JobEvent, JobLogged, JobProgressed, LogLevel
+from schemas.topics import TopicSpec
+
+# A message for a topic, under its key.
+Outgoing = tuple[TopicSpec, str, Message]
 
 # Progress is reported at least this often, or on every 5 percent, whichever comes first.
 PROGRESS_EVERY_S = 2.0
@@ -38,7 +43,11 @@ class JobContext:
     data_dir: Path
     # The camera folders, for a job that deletes image files (never anything outside them).
     camera_root: Path
+    # Kafka, for a job that reads a topic back (a reprocess job reads the images topic).
+    bootstrap_servers: str
     emit: Callable[[JobEvent], None]
+    # Sends messages to the workers (commands), waiting for the broker to store them all.
+    publish: Callable[[Sequence[Outgoing]], None]
     abort_requested: threading.Event = field(default_factory=threading.Event)
     stop_requested: threading.Event = field(default_factory=threading.Event)
     _last_progress: int = -PROGRESS_STEP

@@ -21,14 +21,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import ColumnElement, Engine, Text, and_, cast, func, select, text, tuple_
+from sqlalchemy import ColumnElement, Engine, Text, cast, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from api.queries.events import EventFilter, filtered
 from jobs.context import Aborted, JobContext
 from jobs.job_type import JobType
-from projections.tables import BatchMember, DetectionRow, EnrichmentRow, SecurityEventRow
+from projections.tables import (
+    BatchMember,
+    DetectionRow,
+    EnrichmentRow,
+    SecurityEventRow,
+    own_detection,
+)
 from schemas.analysis import RiskLevel
 
 ExportFormat = Literal["csv", "jsonl"]
@@ -194,7 +200,7 @@ def _detections_json() -> ColumnElement[str]:
     detections = (
         select(_json_array(detection, d.detected_at, d.image_id, d.position))
         .select_from(BatchMember)
-        .join(d, and_(BatchMember.image_id == d.image_id, BatchMember.position == d.position))
+        .join(d, own_detection(BatchMember.image_id, BatchMember.position))
         .where(BatchMember.batch_id == SecurityEventRow.batch_id)
         .scalar_subquery()
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +32,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from sqlalchemy import Engine
 
-from jobs.context import Aborted, JobContext, Stopped
+from jobs.context import Aborted, JobContext, Outgoing, Stopped
 from jobs.job_type import JobType
 from jobs.registry import JOB_TYPES
 from schemas.codec import UndecodableMessage, decode
@@ -139,6 +140,7 @@ class JobRunner:
         self.worker_id = worker_id
         self.data_dir = data_dir
         self.camera_root = camera_root
+        self.bootstrap_servers = bootstrap_servers
         self.concurrency = concurrency
         self.book = JobBook(policy)
         self.running: dict[str, Running] = {}
@@ -279,7 +281,9 @@ class JobRunner:
             engine=self.engine,
             data_dir=self.data_dir,
             camera_root=self.camera_root,
+            bootstrap_servers=self.bootstrap_servers,
             emit=self._emit,
+            publish=self._publish,
         )
         if _abortable(job) and job.abort_requested_by is not None:
             context.abort_requested.set()
@@ -332,15 +336,21 @@ class JobRunner:
 
     def _emit(self, event: JobEvent) -> None:
         """Produce one job event and wait for the broker: the next step builds on it."""
+        self._publish([(JOBS, event.job_id, event)])
+
+    def _publish(self, items: Sequence[Outgoing]) -> None:
+        """Produce the messages and wait until the broker stored every one."""
         errors: list[str] = []
 
         def delivered(error, _message) -> None:
             if error is not None:
                 errors.append(error.str())
 
-        self._producer.produce(
-            JOBS.name, key=event.job_id.encode(), value=JOBS.encode(event), on_delivery=delivered
-        )
+        for topic, key, message in items:
+            self._producer.produce(
+                topic.name, key=key.encode(), value=topic.encode(message), on_delivery=delivered
+            )
         remaining = self._producer.flush(30)
         if remaining or errors:
-            raise RuntimeError(f"{event.event_type} for {event.job_id} not stored: {errors}")
+            kinds = sorted({type(message).__name__ for _, _, message in items})
+            raise RuntimeError(f"{remaining} of {len(items)} {kinds} not stored: {errors}")

@@ -26,13 +26,14 @@ from projections.tables import (
     EnrichmentRow,
     EventAnalysisRow,
     Image,
+    JobItemRow,
     PromptVersionRow,
     SecurityEventRow,
 )
 from schemas.analysis import ModelCallAudited, PromptConfigured, SecurityEventRecorded
 from schemas.batches import BatchClosed, BatchOpened, DetectionsBatched
 from schemas.dead_letters import DeadLettered
-from schemas.detections import DetectionsProduced
+from schemas.detections import DetectionsProduced, DetectionsReprocessed
 from schemas.enrichments import DetectionsEnriched, Enrichment, EnrichmentReprocessed
 from schemas.images import ImageReceived
 from schemas.jobs import RetentionApplied
@@ -87,30 +88,62 @@ def detections_produced(event: DetectionsProduced, session: Session) -> None:
         return  # already detected: a duplicate DetectionsProduced for this image
     if not event.detections:
         return
+    # A reprocess job of the same model and version may have written these rows first:
+    # they are the image's own.
+    statement = insert(DetectionRow)
     session.execute(
-        insert(DetectionRow).on_conflict_do_nothing(),
-        [
-            {
-                "image_id": event.image_id,
-                "position": position,
-                "camera_id": event.camera_id,
-                "file_path": event.file_path,
-                "label": detection.label,
-                "class_id": detection.class_id,
-                "confidence": detection.confidence,
-                "x1": detection.bbox.x1,
-                "y1": detection.bbox.y1,
-                "x2": detection.bbox.x2,
-                "y2": detection.bbox.y2,
-                "image_width": event.image_width,
-                "image_height": event.image_height,
-                "model_name": event.model_name,
-                "model_version": event.model_version,
-                "latency_ms": event.latency_ms,
-                "detected_at": event.occurred_at,
-            }
-            for position, detection in enumerate(event.detections)
-        ],
+        statement.on_conflict_do_update(
+            constraint="uq_detections_image_id_model_name_model_version_position",
+            set_={"reprocessed": False},
+        ),
+        _detection_rows(event, reprocessed=False),
+    )
+
+
+def _detection_rows(
+    event: DetectionsProduced | DetectionsReprocessed, *, reprocessed: bool
+) -> list[dict]:
+    return [
+        {
+            "image_id": event.image_id,
+            "position": position,
+            "camera_id": event.camera_id,
+            "file_path": event.file_path,
+            "label": detection.label,
+            "class_id": detection.class_id,
+            "confidence": detection.confidence,
+            "x1": detection.bbox.x1,
+            "y1": detection.bbox.y1,
+            "x2": detection.bbox.x2,
+            "y2": detection.bbox.y2,
+            "image_width": event.image_width,
+            "image_height": event.image_height,
+            "model_name": event.model_name,
+            "model_version": event.model_version,
+            "latency_ms": event.latency_ms,
+            "detected_at": event.occurred_at,
+            "reprocessed": reprocessed,
+        }
+        for position, detection in enumerate(event.detections)
+    ]
+
+
+def detections_reprocessed(event: DetectionsReprocessed, session: Session) -> None:
+    """Another model's detections beside the image's own (a model and version's rows are
+    written once), and the job's item done."""
+    if event.detections:
+        session.execute(
+            insert(DetectionRow).on_conflict_do_nothing(),
+            _detection_rows(event, reprocessed=True),
+        )
+    session.execute(
+        insert(JobItemRow)
+        .values(job_id=event.job_id, item_id=event.image_id, status="done", at=event.occurred_at)
+        .on_conflict_do_update(
+            index_elements=[JobItemRow.job_id, JobItemRow.item_id],
+            set_={"status": "done", "error": None, "at": event.occurred_at},
+            where=JobItemRow.status == "failed",
+        )
     )
 
 
@@ -138,11 +171,28 @@ def dead_lettered(event: DeadLettered, session: Session) -> None:
     original = event.original if isinstance(event.original, dict) else {}
     reason = f"{event.error_type}: {event.error}"
     image_id, batch_id = original.get("image_id"), original.get("batch_id")
-    if event.stage == "detection" and isinstance(image_id, str):
+    reprocess_job = (
+        original.get("job_id") if original.get("event_type") == "ReprocessDetection" else None
+    )
+    if event.stage == "detection" and isinstance(image_id, str) and reprocess_job is None:
         session.execute(
             update(Image)
             .where(Image.image_id == image_id, Image.detected_at.is_(None))
             .values(status="failed", error=reason)
+        )
+    if isinstance(reprocess_job, str):
+        # A reprocess job's image the worker gave up on: the job counts it as failed (the
+        # image's own detection is not touched).
+        session.execute(
+            insert(JobItemRow)
+            .values(
+                job_id=reprocess_job,
+                item_id=str(image_id),
+                status="failed",
+                error=reason,
+                at=event.occurred_at,
+            )
+            .on_conflict_do_nothing()
         )
     if event.stage == "analysis" and isinstance(batch_id, str):
         session.execute(
@@ -438,6 +488,7 @@ def circuit_breaker_changed(event: CircuitBreakerChanged, session: Session) -> N
 HANDLERS: dict[type, list[Handler]] = {
     ImageReceived: [image_received],
     DetectionsProduced: [detections_produced],
+    DetectionsReprocessed: [detections_reprocessed],
     DeadLettered: [dead_lettered],
     DeadLetterRequeued: [dead_letter_requeued],
     DeadLettersCleared: [dead_letters_cleared],

@@ -40,7 +40,7 @@ from projections.tables import (
 from schemas.analysis import ModelCallAudited, SecurityEventRecorded
 from schemas.batches import BatchClosed, BatchOpened, DetectionsBatched
 from schemas.dead_letters import DeadLettered
-from schemas.detections import DetectionsProduced
+from schemas.detections import DetectionsProduced, DetectionsReprocessed
 from schemas.enrichments import DetectionsEnriched, EnrichmentReprocessed
 from schemas.envelope import Message
 from schemas.images import ImageReceived
@@ -51,6 +51,7 @@ from schemas.system import DeadLetterRequeued, DeadLettersCleared
 FACT_TIME: dict[type[Message], Callable[[Any], datetime]] = {
     ImageReceived: lambda e: e.occurred_at,
     DetectionsProduced: lambda e: e.occurred_at,
+    DetectionsReprocessed: lambda e: e.occurred_at,
     DetectionsEnriched: lambda e: e.occurred_at,
     EnrichmentReprocessed: lambda e: e.occurred_at,
     BatchOpened: lambda e: e.started_at,

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     DateTime,
     Float,
     Index,
@@ -14,7 +15,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -101,12 +104,27 @@ class DetectionRow(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     detected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # False: the image's own detections (what its batch holds and its enrichments describe);
+    # True: another model's, made for a reprocess job and kept beside them.
+    reprocessed: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
 
     __table_args__ = (
-        UniqueConstraint("image_id", "position"),
+        UniqueConstraint("image_id", "model_name", "model_version", "position"),
+        Index(None, "image_id", "position"),
         Index(None, "camera_id", "detected_at"),
         Index(None, "label", "detected_at"),
+        Index(None, "model_name", "detected_at"),
         Index(None, "detected_at"),
+    )
+
+
+def own_detection(image_id, position) -> ColumnElement[bool]:
+    """The condition that a detections row is the image's own detection at that position
+    (what batches hold and enrichments describe), not another model's kept beside it."""
+    return and_(
+        DetectionRow.image_id == image_id,
+        DetectionRow.position == position,
+        DetectionRow.reprocessed.is_(False),
     )
 
 
@@ -401,3 +419,17 @@ class RetentionCutoffRow(Base):
     cutoff: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     deleted: Mapped[dict] = mapped_column(JSONB)
+
+
+class JobItemRow(Base):
+    """One item of a job that fans out to the workers (an image of a reprocess job): done
+    once its result is on a topic, failed once the worker dead-lettered it."""
+
+    __tablename__ = "job_items"
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # done | failed (a failed item requeued from the dead letters can still be done)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

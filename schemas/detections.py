@@ -41,3 +41,37 @@ class DetectionsProduced(Message):
     model_version: str
     latency_ms: float = Field(ge=0)
     image_received_at: datetime
+
+
+class ReprocessDetection(Message):
+    """Run one image through a detector again (a `reprocess_detection` job asks for each)."""
+
+    event_type: Literal["ReprocessDetection"] = "ReprocessDetection"
+
+    job_id: str = Field(min_length=1, max_length=64)
+    image_id: str
+    camera_id: str
+    file_path: str
+    model_name: str = Field(min_length=1, max_length=64)
+    # None: the version Triton serves by default.
+    model_version: str | None = Field(default=None, min_length=1, max_length=32)
+
+
+class DetectionsReprocessed(Message):
+    """Another model's (or version's) detections of an image, made for a reprocess job.
+
+    They are kept beside the image's own detections, never in their place, and never go on
+    into enrichment or batches."""
+
+    event_type: Literal["DetectionsReprocessed"] = "DetectionsReprocessed"
+
+    job_id: str = Field(min_length=1, max_length=64)
+    image_id: str
+    camera_id: str
+    file_path: str
+    image_width: int = Field(gt=0)
+    image_height: int = Field(gt=0)
+    detections: tuple[Detection, ...]
+    model_name: str
+    model_version: str
+    latency_ms: float = Field(ge=0)

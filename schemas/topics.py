@@ -17,7 +17,7 @@ from pydantic import Field, TypeAdapter
 from schemas.analysis import ModelCallAudited, PromptConfigured, SecurityEventRecorded
 from schemas.batches import BatchClosed, BatchOpened, DetectionsBatched, FlushBatch
 from schemas.dead_letters import DeadLettered, Stage
-from schemas.detections import DetectionsProduced
+from schemas.detections import DetectionsProduced, DetectionsReprocessed, ReprocessDetection
 from schemas.enrichments import DetectionsEnriched, EnrichmentReprocessed, ReprocessEnrichment
 from schemas.envelope import Message
 from schemas.images import ImageReceived
@@ -77,8 +77,18 @@ IMAGES = TopicSpec(
 DETECTIONS = TopicSpec(
     name="vigil.detections",
     key="camera_id",
-    value_types=(DetectionsProduced,),
-    description="The object detector's answer for one image.",
+    value_types=(DetectionsProduced, DetectionsReprocessed),
+    description=(
+        "The object detector's answer for one image; another model's answer for a reprocess "
+        "job, kept beside it."
+    ),
+)
+DETECTION_COMMANDS = TopicSpec(
+    name="vigil.commands.detection",
+    key="camera_id",
+    value_types=(ReprocessDetection,),
+    description="Commands to the detection stage (run an image through a given detector).",
+    carries="commands",
 )
 DLQ_DETECTION = TopicSpec(
     name="vigil.dlq.detection",
@@ -184,6 +194,7 @@ JOBS = TopicSpec(
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     IMAGES,
     DETECTIONS,
+    DETECTION_COMMANDS,
     DLQ_DETECTION,
     ENRICHMENTS,
     ENRICHMENT_COMMANDS,

@@ -45,7 +45,7 @@ def create_worker_app(settings: Settings, models: Models | None = None) -> faust
     policy = RetryPolicy.from_settings(settings)
     breaker_board.register(wiring, models)
     watcher_task.register(wiring)
-    detection_agent.register(wiring, models.detector, policy)
+    detection_agent.register(wiring, models.detector, policy, models.detector_for)
     enrichment_agent.register(wiring, models.enricher, policy)
     batch_agent.register(wiring)
     analysis_agent.register(wiring, models.analyst, policy)

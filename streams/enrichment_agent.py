@@ -133,5 +133,6 @@ def register(wiring: Wiring, enricher: Enricher, policy: RetryPolicy) -> None:
         async for event in stream.events():
             source = received(event)
             message = await stage.decode(source)
-            if message is not None:
+            # A reprocess job's detections are kept beside the image's, not enriched.
+            if message is not None and type(message) in HANDLERS:
                 await stage.handle(source, message, partial(HANDLERS[type(message)], message, deps))

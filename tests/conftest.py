@@ -18,7 +18,8 @@ import pytest
 from tests.support import api_client_of, engine_of, own_services, producer_of
 from vigil.devservices.stack import Stack
 
-# Triton models used for fault injection only (a model that answers badly or errors).
+# Triton models of the tests: fault injection (a model that answers badly or errors) and
+# `centernet-strict`, a second real detector configuration to reprocess images with.
 FAULT_MODELS = Path(__file__).with_name("triton_models")
 
 
@@ -28,7 +29,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
     started = start_stack(
         tmp_path_factory.mktemp("services"),
-        triton_models=(*LOCAL_MODELS, "scripted-analyst", "faulty-detector", "faulty-enricher"),
+        triton_models=(
+            *LOCAL_MODELS,
+            "scripted-analyst",
+            "faulty-detector",
+            "faulty-enricher",
+            "centernet-strict",
+        ),
         extra_model_repositories=(FAULT_MODELS,),
     )
     try:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import get_args
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from api.models import (
@@ -18,7 +18,13 @@ from api.models import (
     BatchStatus,
     BatchTrigger,
 )
-from projections.tables import BatchMember, BatchRow, DetectionRow, SecurityEventRow
+from projections.tables import (
+    BatchMember,
+    BatchRow,
+    DetectionRow,
+    SecurityEventRow,
+    own_detection,
+)
 
 # The event recorded for the batch. Looked up rather than read from BatchRow.event_id,
 # which stays empty when the event was projected before the batch's own events.
@@ -90,13 +96,7 @@ def list_batches(
 def batch_members(session: Session, batch_id: str) -> list[BatchDetectionOut]:
     rows = session.execute(
         select(BatchMember.image_id, BatchMember.position, DetectionRow.id)
-        .outerjoin(
-            DetectionRow,
-            and_(
-                DetectionRow.image_id == BatchMember.image_id,
-                DetectionRow.position == BatchMember.position,
-            ),
-        )
+        .outerjoin(DetectionRow, own_detection(BatchMember.image_id, BatchMember.position))
         .where(BatchMember.batch_id == batch_id)
         .order_by(
             DetectionRow.detected_at.asc().nulls_last(),

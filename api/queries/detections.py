@@ -19,6 +19,8 @@ class DetectionFilter:
     min_confidence: float | None = None
     start_date: datetime | None = None
     end_date: datetime | None = None
+    model_name: str | None = None
+    model_version: str | None = None
 
 
 def _filtered(query: Select, f: DetectionFilter) -> Select:
@@ -32,6 +34,10 @@ def _filtered(query: Select, f: DetectionFilter) -> Select:
         query = query.where(DetectionRow.detected_at >= f.start_date)
     if f.end_date is not None:
         query = query.where(DetectionRow.detected_at <= f.end_date)
+    if f.model_name is not None:
+        query = query.where(DetectionRow.model_name == f.model_name)
+    if f.model_version is not None:
+        query = query.where(DetectionRow.model_version == f.model_version)
     return query
 
 

@@ -9,17 +9,20 @@ from sqlalchemy import ColumnElement, Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from api.models import EnrichmentOut, EnrichmentStats
-from projections.tables import BatchMember, DetectionRow, EnrichmentRow, SecurityEventRow
+from projections.tables import (
+    BatchMember,
+    DetectionRow,
+    EnrichmentRow,
+    SecurityEventRow,
+    own_detection,
+)
 from schemas.enrichments import DetectionType
 
 # An enrichment names its detection by (image_id, position); these look up the ids the
 # API shows for it: the detection's row, and the event of the batch holding it.
 _DETECTION_ID = (
     select(DetectionRow.id)
-    .where(
-        DetectionRow.image_id == EnrichmentRow.image_id,
-        DetectionRow.position == EnrichmentRow.position,
-    )
+    .where(own_detection(EnrichmentRow.image_id, EnrichmentRow.position))
     .correlate(EnrichmentRow)
     .scalar_subquery()
 )

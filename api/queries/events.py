@@ -7,14 +7,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from api.models import AnalysisOut, EnrichmentOut, EventDetail, EventDetectionOut, EventOut
 from api.queries.batches import get_batch_out
 from api.queries.detections import to_out as detection_out
 from api.queries.enrichment import EnrichmentFilter, list_enrichments
-from projections.tables import BatchMember, DetectionRow, EventAnalysisRow, SecurityEventRow
+from projections.tables import (
+    BatchMember,
+    DetectionRow,
+    EventAnalysisRow,
+    SecurityEventRow,
+    own_detection,
+)
 from schemas.analysis import RiskLevel
 
 
@@ -58,13 +64,7 @@ def list_events(
 def _detections(session: Session, event_id: int, batch_id: str) -> list[EventDetectionOut]:
     rows = session.scalars(
         select(DetectionRow)
-        .join(
-            BatchMember,
-            and_(
-                BatchMember.image_id == DetectionRow.image_id,
-                BatchMember.position == DetectionRow.position,
-            ),
-        )
+        .join(BatchMember, own_detection(BatchMember.image_id, BatchMember.position))
         .where(BatchMember.batch_id == batch_id)
         .order_by(DetectionRow.detected_at, DetectionRow.image_id, DetectionRow.position)
     ).all()

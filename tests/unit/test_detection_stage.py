@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.detections import DetectionsProduced
+from schemas.detections import DetectionsProduced, DetectionsReprocessed, ReprocessDetection
 from schemas.topics import DETECTIONS
-from streams.detection_agent import DetectionDeps, on_image
+from streams.detection_agent import DetectionDeps, on_image, on_reprocess
 from streams.detector import DetectorResult, DetectorUnavailable
 from streams.errors import ImageMissing, InvalidImage
 from streams.retry import RetryPolicy
@@ -113,3 +113,64 @@ async def test_a_detector_that_recovers_within_the_retries_detects(photo):
     assert outcome.failure is None and outcome.state is True
     assert outcome.publish[0].message.detections == FOUND.detections
     assert len(detector.images) == 2
+
+
+def _reprocess(photo, model_version: str | None = None) -> ReprocessDetection:
+    return ReprocessDetection(
+        job_id="job_1",
+        image_id=photo.image_id,
+        camera_id=photo.camera_id,
+        file_path=photo.file_path,
+        model_name="other-detector",
+        model_version=model_version,
+    )
+
+
+def _deps_making(detector: FakeDetector, asked: list) -> DetectionDeps:
+    def detector_for(name: str, version: str | None) -> FakeDetector:
+        asked.append((name, version))
+        return detector
+
+    # The pipeline's own detector must not be the one called.
+    unused = FakeDetector(AssertionError("the pipeline's detector was called"))
+    return DetectionDeps(
+        unused,
+        NO_WAIT,
+        max_image_bytes=1000,
+        producer="w1/detection",
+        detector_for=detector_for,
+    )
+
+
+async def test_a_reprocess_command_runs_the_named_detector_and_keeps_its_job(photo):
+    detector, asked = FakeDetector(FOUND), []
+    command = _reprocess(photo, model_version="7")
+    outcome = await on_reprocess(command, False, _deps_making(detector, asked))
+    [item] = outcome.publish
+    assert asked == [("other-detector", "7")]
+    assert (item.topic, item.key, outcome.state, outcome.failure) == (
+        DETECTIONS,
+        "front_door",
+        True,
+        None,
+    )
+    assert isinstance(item.message, DetectionsReprocessed)
+    assert (item.message.job_id, item.message.image_id) == ("job_1", photo.image_id)
+    assert item.message.detections == FOUND.detections
+    assert (item.message.model_name, item.message.model_version) == ("fake-detector", "3")
+    assert item.message.trace_id == command.trace_id
+    assert detector.images == [JPEG]
+
+
+async def test_a_reprocess_done_before_for_the_job_is_skipped(photo):
+    detector, asked = FakeDetector(FOUND), []
+    assert await on_reprocess(_reprocess(photo), True, _deps_making(detector, asked)) == Outcome()
+    assert (asked, detector.images) == ([], [])
+
+
+async def test_a_reprocess_whose_detector_stays_down_is_given_up_after_the_retries(photo):
+    detector = FakeDetector(DetectorUnavailable("other-detector: 503"))
+    outcome = await on_reprocess(_reprocess(photo), False, _deps_making(detector, []))
+    assert outcome.publish == () and outcome.state is None
+    assert outcome.failure is not None and outcome.failure.attempts == 3
+    assert isinstance(outcome.failure.error, DetectorUnavailable)

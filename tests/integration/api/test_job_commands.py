@@ -170,6 +170,26 @@ def test_post_cleanup_with_a_bad_param_is_422_naming_the_field(client, params, f
     assert [e["loc"] for e in reply.json()["detail"]] == [["body", "params", field]]
 
 
+REPROCESS = {"start": "2026-05-01T00:00:00Z", "end": "2026-05-02T00:00:00Z", "model": "yolo26"}
+
+
+@pytest.mark.parametrize(
+    ("params", "loc", "says"),
+    [
+        ({**REPROCESS, "end": "2026-04-30T00:00:00Z"}, ["body", "params"], "end must be after"),
+        ({**REPROCESS, "start": "2026-05-01T00:00:00"}, ["body", "params", "start"], "timezone"),
+        ({**REPROCESS, "model": ""}, ["body", "params", "model"], "at least 1"),
+        ({k: v for k, v in REPROCESS.items() if k != "model"}, ["body", "params", "model"], ""),
+    ],
+)
+def test_post_reprocess_with_bad_params_is_422_saying_which(client, params, loc, says):
+    reply = client.post("/api/jobs", json={"job_type": "reprocess_detection", "params": params})
+    assert reply.status_code == 422, reply.text
+    [error] = reply.json()["detail"]
+    assert error["loc"] == loc
+    assert says in error["msg"]
+
+
 def test_post_job_without_a_type_is_422(client):
     reply = client.post("/api/jobs", json={"params": {}})
     assert reply.status_code == 422

@@ -1,0 +1,1 @@
+../../../../triton_models/centernet/1/model.py
