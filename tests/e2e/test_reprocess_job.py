@@ -183,7 +183,7 @@ def test_reprocess_with_a_failing_model_fails_and_dead_letters_each_image(
     job_id, job = run_job(own_producer, own_engine, params_for(detected, model="faulty-detector"))
 
     assert job.status == "failed"
-    assert job.error_type == "EveryImageFailed"
+    assert job.error_type == "EveryItemFailed"
     with Session(own_engine) as session:
         letters = session.scalars(
             select(DeadLetterRow).where(DeadLetterRow.original["job_id"].astext == job_id)

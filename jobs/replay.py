@@ -1,0 +1,170 @@
+"""What the reprocessing jobs share: reading a time range of a topic back, and fanning its
+items out to the workers as commands, chunk by chunk.
+
+`read_range` finds the range by message timestamp (`offsets_for_times`, with some slack
+either side) and reads each partition from there to where it ended when the read began.
+`fan_out` sends the commands of one chunk, waits until the projector shows every item of
+the chunk done or failed (`job_items`), then sends the next: an abort stops between
+chunks, and a new attempt after a crash sends only the items not done yet.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from jobs.context import JobContext, Outgoing
+from projections.tables import JobItemRow
+from schemas.codec import UndecodableMessage, decode
+from schemas.topics import TopicSpec
+
+CHUNK = 20
+# A message is produced right after its event is made; this much either side covers clocks
+# and queues when a range is looked up by message time.
+SLACK = timedelta(minutes=5)
+READ_TIMEOUT_S = 120.0
+# A chunk with no item finished for this long fails the attempt (the next one resumes).
+STALL_S = 300.0
+
+
+class ItemsStalled(TimeoutError):
+    """The workers finished none of the chunk's items for STALL_S."""
+
+
+class EveryItemFailed(RuntimeError):
+    """Not one item could be done; the dead letters say why."""
+
+
+class TimeRange(BaseModel):
+    """A job's range: `start` and `end` with their time zone, end after start."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    camera_id: str | None = Field(default=None, min_length=1, max_length=128)
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Any:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+    def holds(self, camera_id: str, at: datetime) -> bool:
+        return (self.camera_id is None or camera_id == self.camera_id) and (
+            self.start <= at <= self.end
+        )
+
+    def describe(self) -> str:
+        scope = f"camera {self.camera_id}" if self.camera_id else "every camera"
+        return f"{scope} from {self.start.isoformat()} to {self.end.isoformat()}"
+
+
+@dataclass
+class Read:
+    undecodable: int = 0
+
+
+def read_range(
+    bootstrap_servers: str, topic: TopicSpec, start: datetime, end: datetime, read: Read
+) -> Iterator[Any]:
+    """The decoded messages of `topic` produced around [start, end], in order per partition,
+    up to where each partition ended when the read began; `read` counts those that could
+    not be decoded."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"vigil-replay-{uuid.uuid4().hex}",  # assigned, never committed
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic.name, timeout=10).topics[topic.name].partitions
+        since = int((start - SLACK).timestamp() * 1000)
+        until = int((end + SLACK).timestamp() * 1000)
+        starts = consumer.offsets_for_times(
+            [TopicPartition(topic.name, p, since) for p in partitions], timeout=10
+        )
+        ends: dict[int, int] = {}
+        assigned = []
+        for tp in starts:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if 0 <= tp.offset < high:  # -1: nothing at or after `since`
+                ends[tp.partition] = high
+                assigned.append(tp)
+        consumer.assign(assigned)
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while ends:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic.name} partitions {sorted(ends)} not read in time")
+            for message in consumer.consume(num_messages=500, timeout=1.0):
+                if message.error() is not None or message.partition() not in ends:
+                    continue
+                if message.offset() + 1 >= ends[message.partition()]:
+                    del ends[message.partition()]
+                if message.timestamp()[1] > until:
+                    ends.pop(message.partition(), None)
+                    continue
+                try:
+                    yield decode(topic, message.value())
+                except UndecodableMessage:
+                    read.undecodable += 1
+    finally:
+        consumer.close()
+
+
+def items_of(context: JobContext) -> dict[str, str]:
+    """The job's items the projector shows: item id -> done | failed."""
+    with Session(context.engine) as session:
+        rows = session.execute(
+            select(JobItemRow.item_id, JobItemRow.status).where(JobItemRow.job_id == context.job_id)
+        )
+        return dict(rows.all())
+
+
+def fan_out(context: JobContext, commands: Sequence[tuple[str, Outgoing]], what: str) -> int:
+    """Send `commands` (item id, command) in chunks, each once the previous one's items are
+    all done or failed; the items an earlier attempt finished are not sent again. Returns
+    how many failed; raises EveryItemFailed when all did."""
+    total = len(commands)
+    finished = items_of(context)
+    todo = [(item, command) for item, command in commands if item not in finished]
+    if len(todo) < total:
+        context.log("INFO", f"{total - len(todo)} {what} were done by an earlier attempt")
+    for first in range(0, len(todo), CHUNK):
+        context.check()
+        chunk = todo[first : first + CHUNK]
+        context.publish([command for _, command in chunk])
+        _wait_for(context, {item for item, _ in chunk}, total, what)
+    finished = items_of(context) if total else {}
+    failed = sum(1 for item, _ in commands if finished.get(item) == "failed")
+    if total and failed == total:
+        raise EveryItemFailed(f"all {total} {what} failed; their dead letters say why")
+    if failed:
+        context.log("WARNING", f"{failed} of {total} {what} failed (dead-lettered)")
+    context.progress(total, total, f"Done with {total} {what}")
+    return failed
+
+
+def _wait_for(context: JobContext, ids: set[str], total: int, what: str) -> None:
+    """Until every one of `ids` is done or failed; reports progress and checks for abort."""
+    last_change, seen = time.monotonic(), -1
+    while True:
+        items = items_of(context)
+        if len(items) != seen:
+            last_change, seen = time.monotonic(), len(items)
+        context.progress(len(items), total, f"{len(items)} of {total} {what} done")
+        if ids <= items.keys():
+            return
+        if time.monotonic() - last_change > STALL_S:
+            raise ItemsStalled(f"none of the chunk's {what} finished for {STALL_S:.0f} s")
+        time.sleep(0.2)
