@@ -136,12 +136,22 @@ def detections_reprocessed(event: DetectionsReprocessed, session: Session) -> No
             insert(DetectionRow).on_conflict_do_nothing(),
             _detection_rows(event, reprocessed=True),
         )
+    _item_done(event.job_id, event.image_id, event.occurred_at, session)
+
+
+# The commands a job fans out to the workers, and the field naming each one's item: a
+# command that is dead-lettered fails its item.
+JOB_COMMAND_ITEMS = {"ReprocessDetection": "image_id", "ReanalyseBatch": "batch_id"}
+
+
+def _item_done(job_id: str, item_id: str, at, session: Session) -> None:
+    """A job's item is done; one that failed before (and was requeued) is done now."""
     session.execute(
         insert(JobItemRow)
-        .values(job_id=event.job_id, item_id=event.image_id, status="done", at=event.occurred_at)
+        .values(job_id=job_id, item_id=item_id, status="done", at=at)
         .on_conflict_do_update(
             index_elements=[JobItemRow.job_id, JobItemRow.item_id],
-            set_={"status": "done", "error": None, "at": event.occurred_at},
+            set_={"status": "done", "error": None, "at": at},
             where=JobItemRow.status == "failed",
         )
     )
@@ -171,30 +181,29 @@ def dead_lettered(event: DeadLettered, session: Session) -> None:
     original = event.original if isinstance(event.original, dict) else {}
     reason = f"{event.error_type}: {event.error}"
     image_id, batch_id = original.get("image_id"), original.get("batch_id")
-    reprocess_job = (
-        original.get("job_id") if original.get("event_type") == "ReprocessDetection" else None
-    )
-    if event.stage == "detection" and isinstance(image_id, str) and reprocess_job is None:
+    item_field = JOB_COMMAND_ITEMS.get(original.get("event_type"))
+    job_id = original.get("job_id") if item_field else None
+    if event.stage == "detection" and isinstance(image_id, str) and job_id is None:
         session.execute(
             update(Image)
             .where(Image.image_id == image_id, Image.detected_at.is_(None))
             .values(status="failed", error=reason)
         )
-    if isinstance(reprocess_job, str):
-        # A reprocess job's image the worker gave up on: the job counts it as failed (the
-        # image's own detection is not touched).
+    if isinstance(job_id, str):
+        # A job's item the worker gave up on: the job counts it as failed (the image's own
+        # detection, the batch's own analysis, is not touched).
         session.execute(
             insert(JobItemRow)
             .values(
-                job_id=reprocess_job,
-                item_id=str(image_id),
+                job_id=job_id,
+                item_id=str(original.get(item_field)),
                 status="failed",
                 error=reason,
                 at=event.occurred_at,
             )
             .on_conflict_do_nothing()
         )
-    if event.stage == "analysis" and isinstance(batch_id, str):
+    if event.stage == "analysis" and isinstance(batch_id, str) and job_id is None:
         session.execute(
             update(BatchRow)
             .where(BatchRow.batch_id == batch_id, BatchRow.event_id.is_(None))
@@ -391,9 +400,13 @@ def security_event_recorded(event: SecurityEventRecorded, session: Session) -> N
     }
     session.execute(
         insert(EventAnalysisRow)
-        .values(batch_id=event.batch_id, created_at=event.occurred_at, **analysis)
+        .values(
+            batch_id=event.batch_id, created_at=event.occurred_at, job_id=event.job_id, **analysis
+        )
         .on_conflict_do_nothing()
     )
+    if event.job_id is not None:
+        _item_done(event.job_id, event.batch_id, event.occurred_at, session)
     latest = {
         **analysis,
         "model_name": event.model_name,

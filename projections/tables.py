@@ -264,6 +264,8 @@ class EventAnalysisRow(Base):
     prompt_version: Mapped[int] = mapped_column(Integer)
     audit_id: Mapped[str] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The reanalyse job that made this version (None: the pipeline's own analysis).
+    job_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditRow(Base):
@@ -422,7 +424,8 @@ class RetentionCutoffRow(Base):
 
 
 class JobItemRow(Base):
-    """One item of a job that fans out to the workers (an image of a reprocess job): done
+    """One item of a job that fans out to the workers (an image of a reprocess job, a batch
+    of a reanalyse job): done
     once its result is on a topic, failed once the worker dead-lettered it."""
 
     __tablename__ = "job_items"

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.batches import BatchClosed
 from schemas.envelope import Message
 
 RiskLevel = Literal["low", "medium", "high", "critical"]
@@ -110,6 +111,20 @@ class SecurityEventRecorded(Message):
     model_version: str
     prompt_version: int
     audit_id: str
+    # The reanalyse job this version was made for (None: the pipeline's own analysis).
+    job_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class ReanalyseBatch(Message):
+    """Analyse a closed batch again with the current prompt (a `reanalyse` job asks for each);
+    the result is the batch event's next analysis version."""
+
+    event_type: Literal["ReanalyseBatch"] = "ReanalyseBatch"
+
+    job_id: str = Field(min_length=1, max_length=64)
+    batch_id: str
+    camera_id: str
+    batch: BatchClosed
 
 
 class ModelCallAudited(Message):

@@ -14,7 +14,12 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter
 
-from schemas.analysis import ModelCallAudited, PromptConfigured, SecurityEventRecorded
+from schemas.analysis import (
+    ModelCallAudited,
+    PromptConfigured,
+    ReanalyseBatch,
+    SecurityEventRecorded,
+)
 from schemas.batches import BatchClosed, BatchOpened, DetectionsBatched, FlushBatch
 from schemas.dead_letters import DeadLettered, Stage
 from schemas.detections import DetectionsProduced, DetectionsReprocessed, ReprocessDetection
@@ -135,6 +140,13 @@ BATCH_COMMANDS = TopicSpec(
     description="Commands to the batch aggregator (flush).",
     carries="commands",
 )
+ANALYSIS_COMMANDS = TopicSpec(
+    name="vigil.commands.analysis",
+    key="camera_id",
+    value_types=(ReanalyseBatch,),
+    description="Commands to the analysis stage (analyse a closed batch again).",
+    carries="commands",
+)
 SECURITY_EVENTS = TopicSpec(
     name="vigil.events",
     key="camera_id",
@@ -201,6 +213,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     DLQ_ENRICHMENT,
     BATCHES,
     BATCH_COMMANDS,
+    ANALYSIS_COMMANDS,
     SECURITY_EVENTS,
     AI_AUDIT,
     DLQ_ANALYSIS,

@@ -1,9 +1,12 @@
 """Analysis stage: closed batches -> Nemotron on Triton -> security events and audit records.
 
 `on_batch_closed` decides: skip a batch already analysed, else ask the analyst under the
-retry policy. Every model call is audited, whatever its outcome (one `ModelCallAudited`
-per attempt). An answer that fails the risk schema is retried and then dead-lettered with
-the raw answer; no event, and no made-up score, is ever written for it.
+retry policy. `on_reanalyse` does the same for a reanalyse job's command, once per job and
+batch, and records the result as the batch's next analysis version: the stage's table keeps
+each batch's last version (and the jobs that made one), so no version is written twice.
+Every model call is audited, whatever its outcome (one `ModelCallAudited` per attempt). An
+answer that fails the risk schema is retried and then dead-lettered with the raw answer; no
+event, and no made-up score, is ever written for it.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ import faust
 from schemas.analysis import (
     ModelCallAudited,
     PromptConfigured,
+    ReanalyseBatch,
     RiskAssessment,
     SecurityEventRecorded,
     risk_json_schema,
 )
 from schemas.batches import BatchClosed
-from schemas.topics import AI_AUDIT, BATCHES, SECURITY_EVENTS
+from schemas.topics import AI_AUDIT, ANALYSIS_COMMANDS, BATCHES, SECURITY_EVENTS
 from streams.analysis import InvalidAnalysis, build_prompt, input_summary, parse_assessment
 from streams.analyst import Analyst, AnalystAnswer, AnalystRequest
 from streams.prompts import PromptBook, follow_prompts
@@ -115,11 +119,52 @@ class AuditTrail:
         return assessment, self.audit("success", answer, None), answer.model_version
 
 
+@dataclass(frozen=True)
+class Analysed:
+    """A batch's analyses as the stage's table keeps them: the last version published, and
+    the reanalyse jobs that published one."""
+
+    version: int = 0
+    jobs: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, value: int | dict[str, Any]) -> Analysed:
+        if isinstance(value, int):  # the version alone, as the table held it before jobs
+            return cls(version=value)
+        return cls(version=value["version"], jobs=tuple(value["jobs"]))
+
+    def next_by(self, job_id: str) -> dict[str, Any]:
+        """The table's value once `job_id` published the next version."""
+        return {"version": self.version + 1, "jobs": [*self.jobs, job_id]}
+
+
 async def on_batch_closed(batch: BatchClosed, analysed: int, deps: AnalysisDeps) -> Outcome:
     """`analysed`: the analysis version published for this batch before (0: none; state: 1)."""
     if analysed:
         log.info("batch %s already analysed; skipping", batch.batch_id)
         return Outcome()
+    return await _analyse(batch, 1, deps, state=1)
+
+
+async def on_reanalyse(command: ReanalyseBatch, analysed: Analysed, deps: AnalysisDeps) -> Outcome:
+    """`analysed`: the batch's analyses so far (state: the next version, and this job)."""
+    if command.job_id in analysed.jobs:
+        log.info("batch %s already reanalysed for %s", command.batch_id, command.job_id)
+        return Outcome()
+    return await _analyse(
+        command.batch,
+        analysed.version + 1,
+        deps,
+        state=analysed.next_by(command.job_id),
+        job_id=command.job_id,
+    )
+
+
+async def _analyse(
+    batch: BatchClosed, version: int, deps: AnalysisDeps, *, state: Any, job_id: str | None = None
+) -> Outcome:
+    """Ask the analyst under the retry policy; the event (at `version`) and every call's
+    audit, and `state` to record; or the audits and the failure."""
     prompt = deps.prompts.current(deps.prompt_name)
     request = deps.request_for(batch, prompt)
     trail = AuditTrail(batch, prompt, deps, [])
@@ -134,7 +179,7 @@ async def on_batch_closed(batch: BatchClosed, analysed: int, deps: AnalysisDeps)
     event = SecurityEventRecorded(
         batch_id=batch.batch_id,
         camera_id=batch.camera_id,
-        analysis_version=1,
+        analysis_version=version,
         risk_score=assessment.risk_score,
         risk_level=assessment.risk_level,
         summary=assessment.summary,
@@ -146,11 +191,12 @@ async def on_batch_closed(batch: BatchClosed, analysed: int, deps: AnalysisDeps)
         model_version=model_version,
         prompt_version=prompt.version,
         audit_id=audit_id,
+        job_id=job_id,
         producer=deps.producer,
         trace_id=batch.trace_id,
     )
     return Outcome(
-        publish=(*trail.records(), Publish(SECURITY_EVENTS, batch.camera_id, event)), state=1
+        publish=(*trail.records(), Publish(SECURITY_EVENTS, batch.camera_id, event)), state=state
     )
 
 
@@ -160,7 +206,7 @@ def register(wiring: Wiring, analyst: Analyst, policy: RetryPolicy) -> None:
     prompts = PromptBook()
     deps = AnalysisDeps(analyst, policy, prompts, settings.analyst_prompt, stage.producer)
     stop_following = asyncio.Event()
-    # batch_id -> analysis version published; rebuilt from its changelog on restart.
+    # batch_id -> its analyses (`Analysed`); rebuilt from its changelog on restart.
     analysed = wiring.table("analysed-batches", default=int)
 
     @wiring.app.task
@@ -171,15 +217,20 @@ def register(wiring: Wiring, analyst: Analyst, policy: RetryPolicy) -> None:
     async def stop_prompt_follower(app: faust.App, **_: object) -> None:
         stop_following.set()
 
-    @wiring.app.agent(wiring.topic(BATCHES))
+    @wiring.app.agent(wiring.topic(BATCHES, ANALYSIS_COMMANDS))
     async def analyse(stream: faust.StreamT) -> None:
         async for event in stream.events():
             source = received(event)
-            batch = await stage.decode(source)
-            if not isinstance(batch, BatchClosed):
+            message = await stage.decode(source)
+            if isinstance(message, BatchClosed):
+                so_far = Analysed.of(analysed[message.batch_id]).version
+                handle = partial(on_batch_closed, message, so_far, deps)
+            elif isinstance(message, ReanalyseBatch):
+                handle = partial(
+                    on_reanalyse, message, Analysed.of(analysed[message.batch_id]), deps
+                )
+            else:
                 continue  # undecodable (dead-lettered), or BatchOpened / DetectionsBatched
-            outcome = await stage.handle(
-                source, batch, partial(on_batch_closed, batch, analysed[batch.batch_id], deps)
-            )
+            outcome = await stage.handle(source, message, handle)
             if outcome.state:
-                await analysed.put(batch.batch_id, outcome.state)
+                await analysed.put(message.batch_id, outcome.state)

@@ -6,10 +6,16 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from schemas.analysis import ModelCallAudited, PromptConfig, PromptConfigured, SecurityEventRecorded
+from schemas.analysis import (
+    ModelCallAudited,
+    PromptConfig,
+    PromptConfigured,
+    ReanalyseBatch,
+    SecurityEventRecorded,
+)
 from schemas.topics import AI_AUDIT, SECURITY_EVENTS
 from streams.analysis import InvalidAnalysis, build_prompt
-from streams.analysis_agent import AnalysisDeps, on_batch_closed
+from streams.analysis_agent import Analysed, AnalysisDeps, on_batch_closed, on_reanalyse
 from streams.analyst import AnalystUnavailable, PromptRejected
 from streams.prompts import DEFAULT_PROMPTS, PromptBook
 from streams.retry import RetryPolicy
@@ -139,3 +145,46 @@ async def test_the_newest_prompt_version_is_used_and_named():
     )
     assert outcome.publish[-1].message.prompt_version == 4
     assert _audits(outcome)[0].prompt_version == 4
+
+
+def _reanalyse(batch, job_id: str = "job_1") -> ReanalyseBatch:
+    return ReanalyseBatch(
+        job_id=job_id, batch_id=batch.batch_id, camera_id=batch.camera_id, batch=batch
+    )
+
+
+async def test_a_reanalysis_is_the_next_version_made_for_its_job():
+    batch = closed_batch(["person"], at=T0)
+    analysed = Analysed.of({"version": 2, "jobs": ["job_0"]})
+    outcome = await on_reanalyse(_reanalyse(batch), analysed, _deps(FakeAnalyst(VALID)))
+    event = outcome.publish[-1].message
+    assert isinstance(event, SecurityEventRecorded)
+    assert (event.analysis_version, event.job_id, event.batch_id) == (3, "job_1", "batch_1")
+    assert outcome.state == {"version": 3, "jobs": ["job_0", "job_1"]}
+    assert [a.batch_id for a in _audits(outcome)] == ["batch_1"]
+
+
+async def test_a_batch_reanalysed_for_the_job_before_is_not_asked_again():
+    analyst = FakeAnalyst(VALID)
+    analysed = Analysed.of({"version": 2, "jobs": ["job_1"]})
+    batch = closed_batch(["car"], at=T0)
+    assert await on_reanalyse(_reanalyse(batch), analysed, _deps(analyst)) == Outcome()
+    assert analyst.requests == []
+
+
+async def test_the_first_reanalysis_follows_the_version_the_table_held_alone():
+    """Before reanalysis existed the table kept the version as a number."""
+    outcome = await on_reanalyse(
+        _reanalyse(closed_batch(["car"], at=T0)), Analysed.of(1), _deps(FakeAnalyst(VALID))
+    )
+    assert outcome.publish[-1].message.analysis_version == 2
+    assert outcome.state == {"version": 2, "jobs": ["job_1"]}
+
+
+async def test_a_reanalysis_that_keeps_failing_records_nothing_and_is_given_up():
+    analyst = FakeAnalyst(CONTRADICTS)
+    outcome = await on_reanalyse(
+        _reanalyse(closed_batch(["car"], at=T0)), Analysed.of(1), _deps(analyst)
+    )
+    assert outcome.state is None and outcome.failure is not None
+    assert [item.topic for item in outcome.publish] == [AI_AUDIT] * 3

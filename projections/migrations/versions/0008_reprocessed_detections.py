@@ -1,4 +1,5 @@
-"""detections of other models beside an image's own; the items of fanned-out jobs
+"""detections of other models beside an image's own; the items of fanned-out jobs; the job
+that made an analysis version
 
 Revision ID: 0008
 Revises: 0007
@@ -28,6 +29,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_detections_model_name_detected_at", "detections", ["model_name", "detected_at"]
     )
+    op.add_column("event_analyses", sa.Column("job_id", sa.String(length=64), nullable=True))
     op.create_table(
         "job_items",
         sa.Column("job_id", sa.String(length=64), nullable=False),
@@ -41,6 +43,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("job_items")
+    op.drop_column("event_analyses", "job_id")
     op.drop_index("ix_detections_model_name_detected_at", "detections")
     op.drop_index("ix_detections_image_id_position", "detections")
     op.drop_constraint(
