@@ -9,13 +9,13 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from projections.tables import EventAnalysisRow, JobAttemptRow, JobItemRow, JobRow
+from projections.tables import EventAnalysisRow, JobAttemptRow, JobItemRow, JobLogRow, JobRow
 from schemas.analysis import SecurityEventRecorded
 from schemas.codec import encode
-from schemas.jobs import FINISHED
+from schemas.jobs import FINISHED, JobAbortRequested
 from schemas.topics import BATCHES, JOBS, SECURITY_EVENTS
 from tests.factories import closed_batch, job_requested
 from tests.support import new_camera_id, publish, read_topic, wait_for
@@ -186,3 +186,32 @@ def test_a_runner_killed_mid_reanalyse_hands_it_on_and_no_version_is_written_twi
         mine = [v for v, by in versions(own_engine, batch.batch_id) if by == job_id]
         assert mine == [first[batch.batch_id] + 1]
     assert recorded_for(own_stack, job_id) == {b.batch_id: 1 for b in analysed["in"]}
+
+
+def test_an_abort_stops_a_reanalyse_midway_and_says_how_far_it_got(
+    own_producer, own_engine, analysed
+):
+    job_id = request(own_producer, analysed)
+    wait_for(
+        lambda: versions_by(own_engine, job_id) >= 1, timeout=120, what="a first batch reanalysed"
+    )
+    abort = JobAbortRequested(job_id=job_id, requested_by="test")
+    publish(own_producer, JOBS.name, job_id, encode(abort))
+    job = finished(own_engine, job_id)
+
+    assert job.status == "aborted"
+    with Session(own_engine) as session:
+        logs = session.scalars(
+            select(JobLogRow.message).where(JobLogRow.job_id == job_id).order_by(JobLogRow.id)
+        ).all()
+    [said] = [line for line in logs if line.startswith("Aborted after")]
+    assert said.endswith("of 3 batches; their versions stay")
+    assert "Abort requested by test; stopping at the next check" in logs
+    # The chunk's commands were sent before the abort: the worker still finishes them, each
+    # once, and their versions stay (nothing is left running for the next test).
+    wait_for(lambda: versions_by(own_engine, job_id) == 3, timeout=120, what="the chunk done")
+
+
+def versions_by(own_engine, job_id: str) -> int:
+    with Session(own_engine) as session:
+        return session.scalar(select(func.count()).where(EventAnalysisRow.job_id == job_id)) or 0
