@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from jobs.context import Aborted, JobContext
+from jobs.context import JobContext
 from jobs.job_type import JobType
-from jobs.replay import Read, TimeRange, fan_out, items_of, read_range
+from jobs.replay import TimeRange, fan_out, in_range
 from projections.tables import EventAnalysisRow
 from schemas.analysis import ReanalyseBatch
 from schemas.batches import BatchClosed
@@ -29,19 +29,13 @@ class ReanalyseParams(TimeRange):
     """The batches that started in [start, end] (of the camera)."""
 
 
-def batches_in_range(context: JobContext, params: ReanalyseParams) -> list[BatchClosed]:
-    read = Read()
-    found: dict[str, BatchClosed] = {}
-    for message in read_range(context.bootstrap_servers, BATCHES, params.start, params.end, read):
-        if isinstance(message, BatchClosed) and params.holds(message.camera_id, message.started_at):
-            found.setdefault(message.batch_id, message)
-    if read.undecodable:
-        context.log("WARNING", f"{read.undecodable} messages on {BATCHES.name} could not be read")
-    return list(found.values())
-
-
 def run_reanalyse(context: JobContext, params: ReanalyseParams) -> dict[str, Any]:
-    batches = batches_in_range(context, params)
+    batches = in_range(
+        context,
+        BATCHES,
+        params,
+        lambda m: (m.batch_id, m.camera_id, m.started_at) if isinstance(m, BatchClosed) else None,
+    )
     total = len(batches)
     context.log("INFO", f"Reanalysing {total} batches of {params.describe()}")
     commands = [
@@ -61,12 +55,7 @@ def run_reanalyse(context: JobContext, params: ReanalyseParams) -> dict[str, Any
         )
         for batch in batches
     ]
-    try:
-        failed = fan_out(context, commands, "batches")
-    except Aborted:
-        done = len(items_of(context))
-        context.log("WARNING", f"Aborted after {done} of {total} batches; their versions stay")
-        raise
+    failed = fan_out(context, commands, "batches")
     return {
         "batches": total,
         "reanalysed": total - failed,

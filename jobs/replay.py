@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from jobs.context import JobContext, Outgoing
+from jobs.context import Aborted, JobContext, Outgoing
 from projections.tables import JobItemRow
 from schemas.codec import UndecodableMessage, decode
 from schemas.topics import TopicSpec
@@ -122,6 +122,27 @@ def read_range(
         consumer.close()
 
 
+def in_range(
+    context: JobContext,
+    topic: TopicSpec,
+    time_range: TimeRange,
+    item: Callable[[Any], tuple[str, str, datetime] | None],
+) -> list[Any]:
+    """The messages of `topic` whose item (id, camera, time: what `item` says of a message,
+    None to pass it by) falls in the range, each item once, in topic order per partition."""
+    read = Read()
+    found: dict[str, Any] = {}
+    for message in read_range(
+        context.bootstrap_servers, topic, time_range.start, time_range.end, read
+    ):
+        named = item(message)
+        if named is not None and time_range.holds(named[1], named[2]):
+            found.setdefault(named[0], message)
+    if read.undecodable:
+        context.log("WARNING", f"{read.undecodable} messages on {topic.name} could not be read")
+    return list(found.values())
+
+
 def items_of(context: JobContext) -> dict[str, str]:
     """The job's items the projector shows: item id -> done | failed."""
     with Session(context.engine) as session:
@@ -140,11 +161,16 @@ def fan_out(context: JobContext, commands: Sequence[tuple[str, Outgoing]], what:
     todo = [(item, command) for item, command in commands if item not in finished]
     if len(todo) < total:
         context.log("INFO", f"{total - len(todo)} {what} were done by an earlier attempt")
-    for first in range(0, len(todo), CHUNK):
-        context.check()
-        chunk = todo[first : first + CHUNK]
-        context.publish([command for _, command in chunk])
-        _wait_for(context, {item for item, _ in chunk}, total, what)
+    try:
+        for first in range(0, len(todo), CHUNK):
+            context.check()
+            chunk = todo[first : first + CHUNK]
+            context.publish([command for _, command in chunk])
+            _wait_for(context, {item for item, _ in chunk}, total, what)
+    except Aborted:
+        done = len(items_of(context))
+        context.log("WARNING", f"Aborted after {done} of {total} {what}; what was done stays")
+        raise
     finished = items_of(context) if total else {}
     failed = sum(1 for item, _ in commands if finished.get(item) == "failed")
     if total and failed == total:

@@ -17,9 +17,9 @@ from pydantic import Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from jobs.context import Aborted, JobContext, Outgoing
+from jobs.context import JobContext, Outgoing
 from jobs.job_type import JobType
-from jobs.replay import Read, TimeRange, fan_out, items_of, read_range
+from jobs.replay import TimeRange, fan_out, in_range
 from projections.tables import DetectionRow
 from schemas.detections import ReprocessDetection
 from schemas.images import ImageReceived
@@ -29,17 +29,6 @@ from schemas.topics import DETECTION_COMMANDS, IMAGES
 class ReprocessDetectionParams(TimeRange):
     model: str = Field(min_length=1, max_length=64, description="Triton model name")
     model_version: str | None = Field(default=None, min_length=1, max_length=32)
-
-
-def images_in_range(context: JobContext, params: ReprocessDetectionParams) -> list[ImageReceived]:
-    read = Read()
-    found: dict[str, ImageReceived] = {}
-    for image in read_range(context.bootstrap_servers, IMAGES, params.start, params.end, read):
-        if params.holds(image.camera_id, image.occurred_at):
-            found.setdefault(image.image_id, image)
-    if read.undecodable:
-        context.log("WARNING", f"{read.undecodable} messages on {IMAGES.name} could not be read")
-    return list(found.values())
 
 
 def _command(context: JobContext, image: ImageReceived, p: ReprocessDetectionParams) -> Outgoing:
@@ -57,16 +46,18 @@ def _command(context: JobContext, image: ImageReceived, p: ReprocessDetectionPar
 
 def run_reprocess(context: JobContext, params: ReprocessDetectionParams) -> dict[str, Any]:
     model = params.model + (f" version {params.model_version}" if params.model_version else "")
-    images = images_in_range(context, params)
+    images = in_range(
+        context,
+        IMAGES,
+        params,
+        lambda m: (
+            (m.image_id, m.camera_id, m.occurred_at) if isinstance(m, ImageReceived) else None
+        ),
+    )
     total = len(images)
     context.log("INFO", f"Reprocessing {total} images of {params.describe()} with {model}")
     commands = [(image.image_id, _command(context, image, params)) for image in images]
-    try:
-        failed = fan_out(context, commands, "images")
-    except Aborted:
-        done = len(items_of(context))
-        context.log("WARNING", f"Aborted after {done} of {total} images; their results stay")
-        raise
+    failed = fan_out(context, commands, "images")
     return {
         "model_name": params.model,
         "model_version": params.model_version,

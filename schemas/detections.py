@@ -28,8 +28,8 @@ class Detection(BaseModel):
     bbox: BoundingBox
 
 
-class DetectionsProduced(Message):
-    event_type: Literal["DetectionsProduced"] = "DetectionsProduced"
+class DetectorAnswered(Message):
+    """What a detector answered for one image (the base of the two events that carry it)."""
 
     image_id: str
     camera_id: str
@@ -40,6 +40,11 @@ class DetectionsProduced(Message):
     model_name: str
     model_version: str
     latency_ms: float = Field(ge=0)
+
+
+class DetectionsProduced(DetectorAnswered):
+    event_type: Literal["DetectionsProduced"] = "DetectionsProduced"
+
     image_received_at: datetime
 
 
@@ -57,7 +62,7 @@ class ReprocessDetection(Message):
     model_version: str | None = Field(default=None, min_length=1, max_length=32)
 
 
-class DetectionsReprocessed(Message):
+class DetectionsReprocessed(DetectorAnswered):
     """Another model's (or version's) detections of an image, made for a reprocess job.
 
     They are kept beside the image's own detections, never in their place, and never go on
@@ -66,12 +71,3 @@ class DetectionsReprocessed(Message):
     event_type: Literal["DetectionsReprocessed"] = "DetectionsReprocessed"
 
     job_id: str = Field(min_length=1, max_length=64)
-    image_id: str
-    camera_id: str
-    file_path: str
-    image_width: int = Field(gt=0)
-    image_height: int = Field(gt=0)
-    detections: tuple[Detection, ...]
-    model_name: str
-    model_version: str
-    latency_ms: float = Field(ge=0)

@@ -205,7 +205,7 @@ def test_an_abort_stops_a_reanalyse_midway_and_says_how_far_it_got(
             select(JobLogRow.message).where(JobLogRow.job_id == job_id).order_by(JobLogRow.id)
         ).all()
     [said] = [line for line in logs if line.startswith("Aborted after")]
-    assert said.endswith("of 3 batches; their versions stay")
+    assert said.endswith("of 3 batches; what was done stays")
     assert "Abort requested by test; stopping at the next check" in logs
     # The chunk's commands were sent before the abort: the worker still finishes them, each
     # once, and their versions stay (nothing is left running for the next test).
