@@ -231,6 +231,7 @@ def register(wiring: Wiring, analyst: Analyst, policy: RetryPolicy) -> None:
                 )
             else:
                 continue  # undecodable (dead-lettered), or BatchOpened / DetectionsBatched
+            await prompts.ready.wait()  # the prompt versions the topic held at start
             outcome = await stage.handle(source, message, handle)
             if outcome.state:
                 await analysed.put(message.batch_id, outcome.state)

@@ -26,11 +26,13 @@ async def follow_topic(
     stop: asyncio.Event,
     *,
     from_beginning: bool,
+    caught_up: asyncio.Event | None = None,
 ) -> None:
     """Apply each message of `spec` to `on_message` until `stop` is set.
 
     `from_beginning` replays the whole topic first (state such as prompts); otherwise
-    only messages produced from now on are seen (commands). Undecodable records are
+    only messages produced from now on are seen (commands). `caught_up` is set once every
+    message the topic held when following began has been applied. Undecodable records are
     logged and skipped; a lost broker connection is retried, resuming where it was.
     """
     positions: dict[int, int] = {}
@@ -51,7 +53,13 @@ async def follow_topic(
                 else:
                     await consumer.seek_to_end(tp)
                     positions[tp.partition] = await consumer.position(tp)
+            ends = {
+                tp.partition: end for tp, end in (await consumer.end_offsets(partitions)).items()
+            }
             while not stop.is_set():
+                if caught_up is not None and not caught_up.is_set():
+                    if all(positions.get(p, 0) >= end for p, end in ends.items()):
+                        caught_up.set()
                 batches = await consumer.getmany(timeout_ms=500)
                 for tp, records in batches.items():
                     for record in records:

@@ -75,7 +75,7 @@ def configured_models(bootstrap: str, timeout: float = 10.0) -> set[str]:
 
 def seed_prompts(settings: Settings) -> list[str]:
     """Publish the default prompt (version 1) of each model that has none yet."""
-    from streams.prompts import DEFAULT_PROMPTS
+    from schemas.prompts import DEFAULT_PROMPTS
 
     missing = [
         m for m in DEFAULT_PROMPTS if m not in configured_models(settings.kafka_bootstrap_servers)
