@@ -475,8 +475,9 @@ def prompt_configured(event: PromptConfigured, session: Session) -> None:
             description=event.description,
             restored_from=event.restored_from,
             created_at=event.occurred_at,
+            event_id=str(event.event_id),
         )
-        .on_conflict_do_nothing()
+        .on_conflict_do_nothing()  # a version is taken by its first proposal
     )
 
 

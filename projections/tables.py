@@ -290,6 +290,10 @@ class AuditRow(Base):
 
 
 class PromptVersionRow(Base):
+    """A prompt configuration's versions. The first `PromptConfigured` of a (model, version)
+    on the topic takes it; a later proposal of the same version is ignored (`event_id` says
+    whose proposal won)."""
+
     __tablename__ = "prompt_versions"
 
     model: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -300,6 +304,7 @@ class PromptVersionRow(Base):
     description: Mapped[str | None] = mapped_column(Text)
     restored_from: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    event_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class CircuitBreakerRow(Base):

@@ -1,0 +1,168 @@
+"""The prompt registry of the AI-audit area: `/api/ai-audit/prompts...` and
+`/api/ai-audit/prompt-config/{model}`. Reads answer from the `prompt_versions` read model;
+changes go to `vigil.prompts` as new versions (`api/prompt_commands.py`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Body, Query
+
+from api.deps import ServicesDep, SessionDep
+from api.errors import found
+from api.prompt_commands import configure, import_prompts, require_known, restore
+from api.prompt_models import (
+    PromptConfigIn,
+    PromptConfigOut,
+    PromptEntry,
+    PromptExport,
+    PromptHistories,
+    PromptHistory,
+    PromptImportIn,
+    PromptImportOut,
+    PromptList,
+    PromptOut,
+    PromptRestoreIn,
+    PromptRestoreOut,
+    PromptUpdateOut,
+)
+from api.queries.prompts import history, known_models, latest, prompt_out, version_of
+from api.security import resource_routers
+from schemas.analysis import PromptConfig
+from schemas.envelope import utcnow
+
+read, write = resource_routers("/api/ai-audit", "ai-audit")
+
+_UNKNOWN: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown model or version"}}
+
+
+def _current(session, model: str) -> PromptOut:
+    require_known(session, model)
+    return prompt_out(found(latest(session, model), f"prompt configuration of {model}"))
+
+
+@read.get("/prompts", response_model=PromptList)
+def read_prompts(session: SessionDep) -> PromptList:
+    """Every model's current configuration."""
+    prompts = {}
+    for model in known_models(session):
+        row = latest(session, model)
+        if row is not None:
+            prompts[model] = PromptEntry(**prompt_out(row).model_dump(exclude={"model"}))
+    return PromptList(prompts=prompts)
+
+
+@read.get("/prompts/history", response_model=PromptHistories)
+def read_all_history(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100, description="Max versions per model")] = 10,
+) -> PromptHistories:
+    entries = {}
+    for model in known_models(session):
+        versions, total = history(session, model, limit, 0)
+        entries[model] = PromptHistory(model=model, versions=versions, total=total)
+    return PromptHistories(history=entries)
+
+
+@read.get("/prompts/history/{model}", response_model=PromptHistory, responses=_UNKNOWN)
+def read_model_history(
+    session: SessionDep,
+    model: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> PromptHistory:
+    """The model's versions, newest first."""
+    require_known(session, model)
+    versions, total = history(session, model, limit, offset)
+    return PromptHistory(model=model, versions=versions, total=total)
+
+
+@write.post("/prompts/history/{version}", response_model=PromptRestoreOut, responses=_UNKNOWN)
+def restore_version(
+    session: SessionDep,
+    services: ServicesDep,
+    version: int,
+    model: Annotated[str, Query(min_length=1)],
+    body: Annotated[PromptRestoreIn | None, Body()] = None,
+) -> PromptRestoreOut:
+    """A new version with the configuration of `version` (`restored_from` names it)."""
+    return restore(
+        session,
+        services.commands,
+        model,
+        version,
+        description=body.description if body is not None else None,
+        wait_s=services.read_your_writes_wait_s,
+    )
+
+
+@read.get("/prompts/export", response_model=PromptExport)
+def export_prompts(session: SessionDep) -> PromptExport:
+    prompts = {}
+    for model in known_models(session):
+        row = latest(session, model)
+        if row is not None:
+            prompts[model] = PromptConfig(
+                system_prompt=row.system_prompt,
+                temperature=row.temperature,
+                max_tokens=row.max_tokens,
+            )
+    return PromptExport(prompts=prompts, exported_at=utcnow())
+
+
+@write.post("/prompts/import", response_model=PromptImportOut)
+def import_configurations(
+    session: SessionDep, services: ServicesDep, body: PromptImportIn
+) -> PromptImportOut:
+    return import_prompts(
+        session,
+        services.commands,
+        body.prompts,
+        overwrite=body.overwrite,
+        wait_s=services.read_your_writes_wait_s,
+    )
+
+
+@read.get("/prompts/{model}", response_model=PromptOut, responses=_UNKNOWN)
+def read_prompt(session: SessionDep, model: str) -> PromptOut:
+    return _current(session, model)
+
+
+@write.put("/prompts/{model}", response_model=PromptUpdateOut, responses=_UNKNOWN)
+def update_prompt(
+    session: SessionDep, services: ServicesDep, model: str, body: PromptConfigIn
+) -> PromptUpdateOut:
+    """A new version of the model's configuration; 409 if `expected_version` is stale."""
+    return configure(
+        session,
+        services.commands,
+        model,
+        body.config(),
+        description=body.description,
+        expected_version=body.expected_version,
+        wait_s=services.read_your_writes_wait_s,
+    )
+
+
+@read.get("/prompt-config/{model}", response_model=PromptConfigOut, responses=_UNKNOWN)
+def read_prompt_config(session: SessionDep, model: str) -> PromptConfigOut:
+    current = _current(session, model)
+    return PromptConfigOut(**current.model_dump(include=set(PromptConfigOut.model_fields)))
+
+
+@write.put("/prompt-config/{model}", response_model=PromptConfigOut, responses=_UNKNOWN)
+def update_prompt_config(
+    session: SessionDep, services: ServicesDep, model: str, body: PromptConfigIn
+) -> PromptConfigOut:
+    """The same registry as PUT /prompts/{model}, answered in the configuration's shape."""
+    done = configure(
+        session,
+        services.commands,
+        model,
+        body.config(),
+        description=body.description,
+        expected_version=body.expected_version,
+        wait_s=services.read_your_writes_wait_s,
+    )
+    taken = prompt_out(found(version_of(session, model, done.version), f"{model} v{done.version}"))
+    return PromptConfigOut(**taken.model_dump(include=set(PromptConfigOut.model_fields)))
