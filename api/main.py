@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.broadcast import JobFeed, SecurityEventFeed, job_lookup, read_model_lookup
-from api.routes import batches, detections, dlq, enrichment, events, jobs, prompts, system, ws
+from api.routes import ai_audit, batches, detections, dlq, enrichment, events, jobs, system, ws
 from api.services import Services
 from vigil.settings import Settings, get_settings
 
@@ -67,8 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs.read,
         jobs.write,
         jobs.events_write,
-        prompts.read,
-        prompts.write,
+        ai_audit.read,
+        ai_audit.write,
         ws.router,
     ):
         app.include_router(router)

@@ -131,3 +131,33 @@ class PromptImportOut(BaseModel):
     imported: list[str]
     skipped: list[str]
     errors: list[PromptImportError]
+
+
+class AuditEntry(BaseModel):
+    """One model call as the audit log keeps it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    audit_id: str
+    model_name: str
+    model_version: str | None
+    camera_id: str | None
+    batch_id: str | None
+    prompt_version: int | None
+    input_summary: str
+    raw_output: str | None
+    tokens_in: int | None
+    tokens_out: int | None
+    latency_ms: float | None
+    outcome: Literal["success", "invalid_output", "error"]
+    error: str | None
+    attempt: int
+    created_at: datetime
+
+
+class AuditList(BaseModel):
+    audits: list[AuditEntry]
+    count: int
+    limit: int
+    offset: int

@@ -641,3 +641,27 @@ def camera_history(camera_id: str, at: datetime, file_path: str) -> list[tuple[T
         (DLQ_DETECTION, pending),
         (DLQ_DETECTION, requeue),
     ]
+
+
+def audited(
+    camera_id: str, model_name: str, outcome: str, at: datetime, **fields: Any
+) -> ModelCallAudited:
+    """One audited model call of a camera's batch at `at`."""
+    values: dict[str, Any] = {
+        "audit_id": str(uuid.uuid4()),
+        "model_name": model_name,
+        "model_version": "1",
+        "camera_id": camera_id,
+        "batch_id": f"batch_{uuid.uuid4().hex[:8]}",
+        "prompt_version": 1,
+        "input_summary": "1 detection",
+        "raw_output": '{"risk_score": 10}' if outcome != "error" else None,
+        "tokens_in": 120,
+        "tokens_out": 30,
+        "latency_ms": 850.0,
+        "outcome": outcome,
+        "error": None if outcome == "success" else f"{outcome} on purpose",
+        "occurred_at": at,
+        **fields,
+    }
+    return ModelCallAudited(**values)

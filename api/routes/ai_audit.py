@@ -1,17 +1,20 @@
-"""The prompt registry of the AI-audit area: `/api/ai-audit/prompts...` and
-`/api/ai-audit/prompt-config/{model}`. Reads answer from the `prompt_versions` read model;
-changes go to `vigil.prompts` as new versions (`api/prompt_commands.py`)."""
+"""The AI-audit area: the audit log (`GET /api/ai-audit`, from the `ai_audit` read model)
+and the prompt registry (`/api/ai-audit/prompts...`, `/api/ai-audit/prompt-config/{model}`):
+reads answer from the `prompt_versions` read model, changes go to `vigil.prompts` as new
+versions (`api/prompt_commands.py`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Body, Query
 
 from api.deps import ServicesDep, SessionDep
 from api.errors import found
+from api.pagination import DateRange, Pagination
 from api.prompt_commands import configure, import_prompts, require_known, restore
 from api.prompt_models import (
+    AuditList,
     PromptConfigIn,
     PromptConfigOut,
     PromptEntry,
@@ -26,6 +29,7 @@ from api.prompt_models import (
     PromptRestoreOut,
     PromptUpdateOut,
 )
+from api.queries.audit import AuditFilter, list_audits
 from api.queries.prompts import history, known_models, latest, prompt_out, version_of
 from api.security import resource_routers
 from schemas.analysis import PromptConfig
@@ -39,6 +43,28 @@ _UNKNOWN: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown model
 def _current(session, model: str) -> PromptOut:
     require_known(session, model)
     return prompt_out(found(latest(session, model), f"prompt configuration of {model}"))
+
+
+@read.get("", response_model=AuditList)
+def read_audit_log(
+    session: SessionDep,
+    page: Pagination,
+    dates: DateRange,
+    model: Annotated[str | None, Query(min_length=1, description="Model name")] = None,
+    outcome: Annotated[Literal["success", "invalid_output", "error"] | None, Query()] = None,
+    camera_id: Annotated[str | None, Query(min_length=1)] = None,
+) -> AuditList:
+    """Every model call audited (newest first): input summary, raw output, tokens, latency,
+    outcome, the prompt version it used."""
+    filters = AuditFilter(
+        model=model,
+        outcome=outcome,
+        camera_id=camera_id,
+        start_date=dates.start_date,
+        end_date=dates.end_date,
+    )
+    audits, total = list_audits(session, filters, page.limit, page.offset)
+    return AuditList(audits=audits, count=total, limit=page.limit, offset=page.offset)
 
 
 @read.get("/prompts", response_model=PromptList)
