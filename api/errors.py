@@ -4,14 +4,15 @@ Use cases, queries and routes raise these, never an HTTP exception; `install` re
 the one handler, which answers each with its status and `{"detail": ..., "error": ...}`
 (`error` names the type). `NotYetVisible` is no failure: the change is on Kafka and the
 read model does not show it yet, so it answers 202 with the outcome it carries.
-FastAPI's own 422 answers for bad parameters are left as FastAPI makes them.
+FastAPI's own 422 answers for bad parameters are left as FastAPI makes them; `invalid_query`
+makes one of the same shape for a parameter only the code can check.
 """
 
 from __future__ import annotations
 
 from typing import TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -60,6 +61,13 @@ class NotYetVisible(ApiError):
     def __init__(self, outcome: BaseModel) -> None:
         super().__init__("done on Kafka; the read model does not show it yet")
         self.outcome = outcome
+
+
+def invalid_query(param: str, message: str, kind: str) -> HTTPException:
+    """A 422 shaped as FastAPI's own, for a query parameter only the code can check."""
+    return HTTPException(
+        status_code=422, detail=[{"loc": ["query", param], "msg": message, "type": kind}]
+    )
 
 
 STATUS_CODES: dict[type[ApiError], int] = {

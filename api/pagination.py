@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Query
+from fastapi import Depends, Query
+
+from api.errors import invalid_query
 
 
 @dataclass(frozen=True)
@@ -40,15 +42,10 @@ def date_range(
 ) -> DateRangeParams:
     start, end = as_utc(start_date), as_utc(end_date)
     if start is not None and end is not None and start > end:
-        raise HTTPException(
-            status_code=422,
-            detail=[
-                {
-                    "loc": ["query", "start_date"],
-                    "msg": f"start_date {start.isoformat()} is after end_date {end.isoformat()}",
-                    "type": "value_error.date_range",
-                }
-            ],
+        raise invalid_query(
+            "start_date",
+            f"start_date {start.isoformat()} is after end_date {end.isoformat()}",
+            "value_error.date_range",
         )
     return DateRangeParams(start_date=start, end_date=end)
 

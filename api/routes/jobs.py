@@ -3,13 +3,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import HTTPException, Query
+from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
 from api.deps import ServicesDep, SessionDep
-from api.errors import Gone, NotFound, found
+from api.errors import Gone, NotFound, found, invalid_query
 from api.job_commands import abort_job, bulk_cancel, cancel_job, delete_job, request_job
 from api.models import (
     BulkCancelIn,
@@ -53,14 +53,6 @@ read, write = resource_routers("/api/jobs", "jobs")
 _events_read, events_write = resource_routers("/api/events", "events")
 
 _UNKNOWN_JOB: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown job"}}
-
-
-def _invalid(param: str, message: str, kind: str) -> HTTPException:
-    """A 422 shaped as FastAPI's own, for a parameter only the code can check."""
-    return HTTPException(
-        status_code=422,
-        detail=[{"loc": ["query", param], "msg": message, "type": kind}],
-    )
 
 
 def _listed(value: str | None) -> tuple[str, ...] | None:
@@ -120,7 +112,7 @@ def read_job_search(
     if statuses is not None:
         unknown = [value for value in statuses if value not in JOB_STATUSES]
         if unknown:
-            raise _invalid(
+            raise invalid_query(
                 "status",
                 f"unknown status {', '.join(unknown)}: the statuses are {', '.join(JOB_STATUSES)}",
                 "value_error.job_status",
@@ -206,7 +198,7 @@ def read_job_logs(
     if level is not None:
         minimum = level.upper()
         if minimum not in LOG_LEVELS:
-            raise _invalid(
+            raise invalid_query(
                 "level",
                 f"unknown level {level}: the levels are {', '.join(LOG_LEVELS)}",
                 "value_error.log_level",
