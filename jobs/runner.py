@@ -32,6 +32,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from sqlalchemy import Engine
 
+from api.commands import CommandSender, NotDelivered, outgoing
 from jobs.context import Aborted, JobContext, Outgoing, Stopped
 from jobs.job_type import JobType
 from jobs.registry import JOB_TYPES
@@ -52,6 +53,9 @@ from schemas.topics import JOBS
 from streams.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
+
+# How long a job event or command may wait for the broker's acknowledgement.
+PUBLISH_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -154,9 +158,11 @@ class JobRunner:
                 "client.id": f"vigil-runner-{worker_id}",
                 "acks": "all",
                 "enable.idempotence": True,
+                "message.timeout.ms": int(PUBLISH_TIMEOUT_S * 1000),
                 "linger.ms": 5,
             }
         )
+        self._sender = CommandSender(self._producer, ack_timeout_s=PUBLISH_TIMEOUT_S)
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap_servers,
@@ -339,18 +345,12 @@ class JobRunner:
         self._publish([(JOBS, event.job_id, event)])
 
     def _publish(self, items: Sequence[Outgoing]) -> None:
-        """Produce the messages and wait until the broker stored every one."""
-        errors: list[str] = []
-
-        def delivered(error, _message) -> None:
-            if error is not None:
-                errors.append(error.str())
-
-        for topic, key, message in items:
-            self._producer.produce(
-                topic.name, key=key.encode(), value=topic.encode(message), on_delivery=delivered
-            )
-        remaining = self._producer.flush(30)
-        if remaining or errors:
+        """Produce the messages and wait until the broker stored every one (each waits for
+        its own acknowledgement, not for what other job threads have in flight)."""
+        results = self._sender.deliver(
+            [outgoing(topic, key, message) for topic, key, message in items]
+        )
+        refused = [r.reason for r in results if isinstance(r, NotDelivered)]
+        if refused:
             kinds = sorted({type(message).__name__ for _, _, message in items})
-            raise RuntimeError(f"{remaining} of {len(items)} {kinds} not stored: {errors}")
+            raise RuntimeError(f"{len(refused)} of {len(items)} {kinds} not stored: {refused}")
