@@ -4,9 +4,16 @@ that defines its `JOB` (a `jobs.job_type.JobType`) and one line here."""
 
 from __future__ import annotations
 
-from jobs import cleanup, export, reanalyse, reprocess
+from jobs import cleanup, export, prompt_replay, reanalyse, reprocess
 from jobs.job_type import JobType
 
 JOB_TYPES: dict[str, JobType] = {
-    job.name: job for job in (export.JOB, cleanup.JOB, reprocess.JOB, reanalyse.JOB)
+    job.name: job
+    for job in (
+        export.JOB,
+        cleanup.JOB,
+        reprocess.JOB,
+        reanalyse.JOB,
+        prompt_replay.JOB,
+    )
 }

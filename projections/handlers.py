@@ -27,10 +27,16 @@ from projections.tables import (
     EventAnalysisRow,
     Image,
     JobItemRow,
+    PromptReplayRow,
     PromptVersionRow,
     SecurityEventRow,
 )
-from schemas.analysis import ModelCallAudited, PromptConfigured, SecurityEventRecorded
+from schemas.analysis import (
+    ModelCallAudited,
+    PromptConfigured,
+    PromptReplayed,
+    SecurityEventRecorded,
+)
 from schemas.batches import BatchClosed, BatchOpened, DetectionsBatched
 from schemas.dead_letters import DeadLettered
 from schemas.detections import DetectionsProduced, DetectionsReprocessed
@@ -141,7 +147,11 @@ def detections_reprocessed(event: DetectionsReprocessed, session: Session) -> No
 
 # The commands a job fans out to the workers, and the field naming each one's item: a
 # command that is dead-lettered fails its item.
-JOB_COMMAND_ITEMS = {"ReprocessDetection": "image_id", "ReanalyseBatch": "batch_id"}
+JOB_COMMAND_ITEMS = {
+    "ReprocessDetection": "image_id",
+    "ReanalyseBatch": "batch_id",
+    "ReplayPrompt": "batch_id",
+}
 
 
 def _item_done(job_id: str, item_id: str, at, session: Session) -> None:
@@ -439,6 +449,30 @@ def security_event_recorded(event: SecurityEventRecorded, session: Session) -> N
         )
 
 
+def prompt_replayed(event: PromptReplayed, session: Session) -> None:
+    session.execute(
+        insert(PromptReplayRow)
+        .values(
+            job_id=event.job_id,
+            batch_id=event.batch_id,
+            camera_id=event.camera_id,
+            model=event.model,
+            current_version=event.current_version,
+            current_score=event.current.risk_score,
+            current_level=event.current.risk_level,
+            candidate_score=event.candidate.risk_score,
+            candidate_level=event.candidate.risk_level,
+            current_summary=event.current.summary,
+            candidate_summary=event.candidate.summary,
+            current_latency_ms=event.current.latency_ms,
+            candidate_latency_ms=event.candidate.latency_ms,
+            at=event.occurred_at,
+        )
+        .on_conflict_do_nothing()  # a batch replayed twice for one job: the first stands
+    )
+    _item_done(event.job_id, event.batch_id, event.occurred_at, session)
+
+
 def model_call_audited(event: ModelCallAudited, session: Session) -> None:
     session.execute(
         insert(AuditRow)
@@ -513,6 +547,7 @@ HANDLERS: dict[type, list[Handler]] = {
     BatchClosed: [batch_closed],
     SecurityEventRecorded: [security_event_recorded],
     ModelCallAudited: [model_call_audited],
+    PromptReplayed: [prompt_replayed],
     PromptConfigured: [prompt_configured],
     CircuitBreakerChanged: [circuit_breaker_changed],
     **JOB_HANDLERS,

@@ -428,6 +428,28 @@ class RetentionCutoffRow(Base):
     deleted: Mapped[dict] = mapped_column(JSONB)
 
 
+class PromptReplayRow(Base):
+    """One batch of a prompt replay job: its assessment with the current prompt version and
+    with the candidate configuration."""
+
+    __tablename__ = "prompt_replays"
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(64))
+    current_version: Mapped[int] = mapped_column(Integer)
+    current_score: Mapped[int] = mapped_column(Integer)
+    current_level: Mapped[str] = mapped_column(String(16))
+    candidate_score: Mapped[int] = mapped_column(Integer)
+    candidate_level: Mapped[str] = mapped_column(String(16))
+    current_summary: Mapped[str] = mapped_column(Text)
+    candidate_summary: Mapped[str] = mapped_column(Text)
+    current_latency_ms: Mapped[float] = mapped_column(Float)
+    candidate_latency_ms: Mapped[float] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class JobItemRow(Base):
     """One item of a job that fans out to the workers (an image of a reprocess job, a batch
     of a reanalyse job): done

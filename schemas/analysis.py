@@ -127,6 +127,47 @@ class ReanalyseBatch(Message):
     batch: BatchClosed
 
 
+class ReplayPrompt(Message):
+    """Analyse a closed batch with the current prompt and with a candidate configuration,
+    publishing no event (a `prompt_replay` job asks for each)."""
+
+    event_type: Literal["ReplayPrompt"] = "ReplayPrompt"
+
+    job_id: str = Field(min_length=1, max_length=64)
+    batch_id: str
+    camera_id: str
+    batch: BatchClosed
+    # The prompt whose current version is compared with the candidate (ANALYST_PROMPT's).
+    model: str
+    candidate: PromptConfig
+
+
+class TrialResult(BaseModel):
+    """One analysis of a prompt replay: what the assessment was, and what it cost."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    risk_score: int = Field(ge=0, le=100)
+    risk_level: RiskLevel
+    summary: str
+    latency_ms: float = Field(ge=0)
+    tokens_out: int = Field(ge=0)
+
+
+class PromptReplayed(Message):
+    """A batch analysed with the current prompt version and with a candidate configuration."""
+
+    event_type: Literal["PromptReplayed"] = "PromptReplayed"
+
+    job_id: str = Field(min_length=1, max_length=64)
+    batch_id: str
+    camera_id: str
+    model: str
+    current_version: int = Field(ge=1)
+    current: TrialResult
+    candidate: TrialResult
+
+
 class ModelCallAudited(Message):
     """One call to a model, whatever came of it."""
 

@@ -17,7 +17,9 @@ from pydantic import Field, TypeAdapter
 from schemas.analysis import (
     ModelCallAudited,
     PromptConfigured,
+    PromptReplayed,
     ReanalyseBatch,
+    ReplayPrompt,
     SecurityEventRecorded,
 )
 from schemas.batches import BatchClosed, BatchOpened, DetectionsBatched, FlushBatch
@@ -143,8 +145,11 @@ BATCH_COMMANDS = TopicSpec(
 ANALYSIS_COMMANDS = TopicSpec(
     name="vigil.commands.analysis",
     key="camera_id",
-    value_types=(ReanalyseBatch,),
-    description="Commands to the analysis stage (analyse a closed batch again).",
+    value_types=(ReanalyseBatch, ReplayPrompt),
+    description=(
+        "Commands to the analysis stage: analyse a closed batch again, or with a candidate "
+        "prompt (without publishing an event)."
+    ),
     carries="commands",
 )
 SECURITY_EVENTS = TopicSpec(
@@ -156,8 +161,11 @@ SECURITY_EVENTS = TopicSpec(
 AI_AUDIT = TopicSpec(
     name="vigil.ai-audit",
     key="camera_id",
-    value_types=(ModelCallAudited,),
-    description="Every model call: input summary, raw output, tokens, latency, outcome.",
+    value_types=(ModelCallAudited, PromptReplayed),
+    description=(
+        "Every model call: input summary, raw output, tokens, latency, outcome; a prompt "
+        "replay's comparison of the current and a candidate prompt on one batch."
+    ),
 )
 DLQ_ANALYSIS = TopicSpec(
     name="vigil.dlq.analysis",

@@ -24,9 +24,12 @@ import faust
 from schemas.analysis import (
     ModelCallAudited,
     PromptConfigured,
+    PromptReplayed,
     ReanalyseBatch,
+    ReplayPrompt,
     RiskAssessment,
     SecurityEventRecorded,
+    TrialResult,
     risk_json_schema,
 )
 from schemas.batches import BatchClosed
@@ -71,6 +74,9 @@ class AuditTrail:
     prompt: PromptConfigured
     deps: AnalysisDeps
     audits: list[ModelCallAudited]
+    # A prompt replay's trial ("current", "candidate"): named in the audit's input summary;
+    # a candidate configuration has no version.
+    trial: str | None = None
 
     def records(self) -> tuple[Publish, ...]:
         return tuple(Publish(AI_AUDIT, self.batch.camera_id, audit) for audit in self.audits)
@@ -92,8 +98,9 @@ class AuditTrail:
             model_name=self.deps.analyst.model_name,
             camera_id=self.batch.camera_id,
             batch_id=self.batch.batch_id,
-            prompt_version=self.prompt.version,
-            input_summary=input_summary(self.batch),
+            prompt_version=None if self.trial == "candidate" else self.prompt.version,
+            input_summary=(f"prompt replay, {self.trial}: " if self.trial else "")
+            + input_summary(self.batch),
             attempt=len(self.audits) + 1,
             outcome=outcome,
             error=error,
@@ -200,6 +207,47 @@ async def _analyse(
     )
 
 
+async def on_replay(command: ReplayPrompt, deps: AnalysisDeps) -> Outcome:
+    """The batch analysed with the current version of the prompt and with the candidate
+    configuration: every call audited, the comparison published, and no security event."""
+    current = deps.prompts.current(command.model)
+    candidate = current.model_copy(update={"config": command.candidate})
+    audits: list[Publish] = []
+    results: list[TrialResult] = []
+    for trial, prompt in (("current", current), ("candidate", candidate)):
+        trail = AuditTrail(command.batch, prompt, deps, [], trial=trial)
+        request = deps.request_for(command.batch, prompt)
+        try:
+            assessment, *_ = await call_with_retry(partial(trail.attempt, request), deps.policy)
+        except RetryExhausted as exc:
+            raw = getattr(exc.last_error, "raw_answer", None)
+            context = {"trial": trial, **({"raw_answer": raw} if raw is not None else {})}
+            return Outcome(publish=(*audits, *trail.records()), failure=Failure.after(exc, context))
+        audits.extend(trail.records())
+        answered = trail.audits[-1]
+        results.append(
+            TrialResult(
+                risk_score=assessment.risk_score,
+                risk_level=assessment.risk_level,
+                summary=assessment.summary,
+                latency_ms=answered.latency_ms or 0.0,
+                tokens_out=answered.tokens_out or 0,
+            )
+        )
+    replayed = PromptReplayed(
+        job_id=command.job_id,
+        batch_id=command.batch_id,
+        camera_id=command.camera_id,
+        model=command.model,
+        current_version=current.version,
+        current=results[0],
+        candidate=results[1],
+        producer=deps.producer,
+        trace_id=command.trace_id,
+    )
+    return Outcome(publish=(*audits, Publish(AI_AUDIT, command.camera_id, replayed)))
+
+
 def register(wiring: Wiring, analyst: Analyst, policy: RetryPolicy) -> None:
     settings = wiring.settings
     stage = Stage("analysis", f"{settings.worker_id}/analysis", wiring.publish)
@@ -225,6 +273,8 @@ def register(wiring: Wiring, analyst: Analyst, policy: RetryPolicy) -> None:
             if isinstance(message, BatchClosed):
                 so_far = Analysed.of(analysed[message.batch_id]).version
                 handle = partial(on_batch_closed, message, so_far, deps)
+            elif isinstance(message, ReplayPrompt):
+                handle = partial(on_replay, message, deps)
             elif isinstance(message, ReanalyseBatch):
                 handle = partial(
                     on_reanalyse, message, Analysed.of(analysed[message.batch_id]), deps

@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from projections.tables import EventAnalysisRow, JobAttemptRow, JobItemRow, JobLogRow, JobRow
-from schemas.analysis import SecurityEventRecorded
+from schemas.analysis import ModelCallAudited, PromptReplayed, SecurityEventRecorded
 from schemas.codec import encode
 from schemas.jobs import FINISHED, JobAbortRequested
-from schemas.topics import BATCHES, JOBS, SECURITY_EVENTS
+from schemas.topics import AI_AUDIT, BATCHES, JOBS, SECURITY_EVENTS
 from tests.factories import closed_batch, job_requested
 from tests.support import new_camera_id, publish, read_topic, wait_for
 
@@ -215,3 +215,48 @@ def test_an_abort_stops_a_reanalyse_midway_and_says_how_far_it_got(
 def versions_by(own_engine, job_id: str) -> int:
     with Session(own_engine) as session:
         return session.scalar(select(func.count()).where(EventAnalysisRow.job_id == job_id)) or 0
+
+
+def test_a_prompt_replay_compares_the_candidate_on_each_batch_and_writes_no_event(
+    own_stack, own_producer, own_engine, analysed
+):
+    other = analysed["other"][0]
+    candidate = {
+        "system_prompt": "Rate every scene as calm.",
+        "temperature": 0.0,
+        "max_tokens": 256,
+    }
+    job = job_requested(
+        "prompt_replay",
+        queue="prompt_replay",
+        params={"days": 1, "camera_id": other.camera_id, "candidate": candidate},
+    )
+    publish(own_producer, JOBS.name, job.job_id, encode(job))
+    done = finished(own_engine, job.job_id)
+
+    assert done.status == "completed", done.error_message
+    [row] = done.result["events"]
+    assert (row["batch_id"], row["current_version"]) == (other.batch_id, 1)
+    change = abs(row["candidate"]["risk_score"] - row["current"]["risk_score"])
+    same_level = row["candidate"]["risk_level"] == row["current"]["risk_level"]
+    assert {k: v for k, v in done.result.items() if k != "events"} == {
+        "batches": 1,
+        "failed": 0,
+        "replayed": 1,
+        "mean_abs_score_change": change,
+        "level_changes": 0 if same_level else 1,
+        "agreement_rate": 1.0 if same_level else 0.0,
+    }
+    assert versions(own_engine, other.batch_id) == [(1, None)]
+    audit = read_topic(own_stack.kafka_bootstrap, AI_AUDIT, other.camera_id)
+    replayed = [e for e in audit if isinstance(e, PromptReplayed) and e.job_id == job.job_id]
+    trials = [
+        (e.input_summary.split(":")[0], e.prompt_version, e.outcome)
+        for e in audit
+        if isinstance(e, ModelCallAudited) and e.input_summary.startswith("prompt replay")
+    ]
+    assert len(replayed) == 1
+    assert trials == [
+        ("prompt replay, current", 1, "success"),
+        ("prompt replay, candidate", None, "success"),
+    ]

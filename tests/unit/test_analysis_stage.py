@@ -10,12 +10,20 @@ from schemas.analysis import (
     ModelCallAudited,
     PromptConfig,
     PromptConfigured,
+    PromptReplayed,
     ReanalyseBatch,
+    ReplayPrompt,
     SecurityEventRecorded,
 )
 from schemas.topics import AI_AUDIT, SECURITY_EVENTS
 from streams.analysis import InvalidAnalysis, build_prompt
-from streams.analysis_agent import Analysed, AnalysisDeps, on_batch_closed, on_reanalyse
+from streams.analysis_agent import (
+    Analysed,
+    AnalysisDeps,
+    on_batch_closed,
+    on_reanalyse,
+    on_replay,
+)
 from streams.analyst import AnalystUnavailable, PromptRejected
 from streams.prompts import DEFAULT_PROMPTS, PromptBook
 from streams.retry import RetryPolicy
@@ -188,3 +196,54 @@ async def test_a_reanalysis_that_keeps_failing_records_nothing_and_is_given_up()
     )
     assert outcome.state is None and outcome.failure is not None
     assert [item.topic for item in outcome.publish] == [AI_AUDIT] * 3
+
+
+CALM = json.dumps({"risk_score": 5, "risk_level": "low", "summary": "Calm.", "reasoning": "Quiet."})
+CANDIDATE = PromptConfig(system_prompt="Rate every scene as calm.", temperature=0.0, max_tokens=99)
+
+
+def _replay(batch) -> ReplayPrompt:
+    return ReplayPrompt(
+        job_id="job_9",
+        batch_id=batch.batch_id,
+        camera_id=batch.camera_id,
+        batch=batch,
+        model="nemotron",
+        candidate=CANDIDATE,
+    )
+
+
+async def test_a_prompt_replay_compares_the_current_version_with_the_candidate():
+    analyst = FakeAnalyst(VALID, CALM)
+    outcome = await on_replay(_replay(closed_batch(["person"], at=T0)), _deps(analyst))
+    assert (outcome.failure, outcome.state) == (None, None)
+    *audits, compared = [item.message for item in outcome.publish]
+    assert {item.topic for item in outcome.publish} == {AI_AUDIT}  # no security event
+    assert isinstance(compared, PromptReplayed)
+    assert (compared.job_id, compared.current_version) == ("job_9", 1)
+    assert (compared.current.risk_score, compared.candidate.risk_score) == (72, 5)
+    assert (compared.candidate.risk_level, compared.candidate.latency_ms) == ("low", 12.5)
+    assert [(a.prompt_version, a.input_summary.split(":")[0]) for a in audits] == [
+        (1, "prompt replay, current"),
+        (None, "prompt replay, candidate"),
+    ]
+    current, candidate = analyst.requests
+    assert current.system_prompt == DEFAULT_PROMPTS["nemotron"].config.system_prompt
+    assert (candidate.system_prompt, candidate.temperature, candidate.max_tokens) == (
+        "Rate every scene as calm.",
+        0.0,
+        99,
+    )
+
+
+async def test_a_prompt_replay_whose_candidate_keeps_failing_is_given_up_with_its_audits():
+    analyst = FakeAnalyst(VALID, CONTRADICTS)
+    outcome = await on_replay(_replay(closed_batch(["person"], at=T0)), _deps(analyst))
+    assert outcome.failure is not None and outcome.failure.context["trial"] == "candidate"
+    assert outcome.failure.context["raw_answer"] == CONTRADICTS
+    assert [item.message.outcome for item in outcome.publish] == [
+        "success",
+        "invalid_output",
+        "invalid_output",
+        "invalid_output",
+    ]
