@@ -24,7 +24,7 @@ from api.prompt_models import (
     PromptRestoreOut,
     PromptUpdateOut,
 )
-from api.queries.prompts import known_models, latest, version_of
+from api.queries.prompts import config_of, known_models, latest, version_of
 from projections.tables import PromptVersionRow
 from schemas.analysis import PromptConfig, PromptConfigured
 from schemas.topics import PROMPTS
@@ -111,9 +111,7 @@ def restore(
     old = version_of(session, model, version)
     if old is None:
         raise NotFound(f"{model} has no version {version}")
-    config = PromptConfig(
-        system_prompt=old.system_prompt, temperature=old.temperature, max_tokens=old.max_tokens
-    )
+    config = config_of(old)
     said = description or f"Restored version {version}"
     try:
         done = configure(

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from api.prompt_models import PromptOut, PromptVersionOut
 from projections.tables import PromptVersionRow
+from schemas.analysis import PromptConfig
 from schemas.prompts import DEFAULT_PROMPTS
 
 
@@ -23,6 +24,22 @@ def latest(session: Session, model: str) -> PromptVersionRow | None:
         .order_by(PromptVersionRow.version.desc())
         .limit(1)
     ).first()
+
+
+def current_versions(session: Session) -> dict[str, PromptVersionRow]:
+    """Each configured model's newest version."""
+    rows = session.scalars(
+        select(PromptVersionRow)
+        .distinct(PromptVersionRow.model)
+        .order_by(PromptVersionRow.model, PromptVersionRow.version.desc())
+    )
+    return {row.model: row for row in rows}
+
+
+def config_of(row: PromptVersionRow) -> PromptConfig:
+    return PromptConfig(
+        system_prompt=row.system_prompt, temperature=row.temperature, max_tokens=row.max_tokens
+    )
 
 
 def version_of(session: Session, model: str, version: int) -> PromptVersionRow | None:

@@ -30,9 +30,16 @@ from api.prompt_models import (
     PromptUpdateOut,
 )
 from api.queries.audit import AuditFilter, list_audits
-from api.queries.prompts import history, known_models, latest, prompt_out, version_of
+from api.queries.prompts import (
+    config_of,
+    current_versions,
+    history,
+    known_models,
+    latest,
+    prompt_out,
+    version_of,
+)
 from api.security import resource_routers
-from schemas.analysis import PromptConfig
 from schemas.envelope import utcnow
 
 read, write = resource_routers("/api/ai-audit", "ai-audit")
@@ -70,12 +77,12 @@ def read_audit_log(
 @read.get("/prompts", response_model=PromptList)
 def read_prompts(session: SessionDep) -> PromptList:
     """Every model's current configuration."""
-    prompts = {}
-    for model in known_models(session):
-        row = latest(session, model)
-        if row is not None:
-            prompts[model] = PromptEntry(**prompt_out(row).model_dump(exclude={"model"}))
-    return PromptList(prompts=prompts)
+    return PromptList(
+        prompts={
+            model: PromptEntry(**prompt_out(row).model_dump(exclude={"model"}))
+            for model, row in current_versions(session).items()
+        }
+    )
 
 
 @read.get("/prompts/history", response_model=PromptHistories)
@@ -124,15 +131,7 @@ def restore_version(
 
 @read.get("/prompts/export", response_model=PromptExport)
 def export_prompts(session: SessionDep) -> PromptExport:
-    prompts = {}
-    for model in known_models(session):
-        row = latest(session, model)
-        if row is not None:
-            prompts[model] = PromptConfig(
-                system_prompt=row.system_prompt,
-                temperature=row.temperature,
-                max_tokens=row.max_tokens,
-            )
+    prompts = {model: config_of(row) for model, row in current_versions(session).items()}
     return PromptExport(prompts=prompts, exported_at=utcnow())
 
 
