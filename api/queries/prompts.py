@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from api.prompt_models import PromptOut, PromptVersionOut
@@ -30,7 +31,7 @@ def current_versions(session: Session) -> dict[str, PromptVersionRow]:
     """Each configured model's newest version."""
     rows = session.scalars(
         select(PromptVersionRow)
-        .distinct(PromptVersionRow.model)
+        .ext(distinct_on(PromptVersionRow.model))
         .order_by(PromptVersionRow.model, PromptVersionRow.version.desc())
     )
     return {row.model: row for row in rows}
