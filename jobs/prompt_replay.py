@@ -20,11 +20,10 @@ from sqlalchemy.orm import Session
 
 from jobs.context import JobContext
 from jobs.job_type import JobType
-from jobs.replay import TimeRange, fan_out, in_range
+from jobs.replay import TimeRange, closed_batches, fan_out
 from projections.tables import PromptReplayRow
 from schemas.analysis import PromptConfig, ReplayPrompt
-from schemas.batches import BatchClosed
-from schemas.topics import ANALYSIS_COMMANDS, BATCHES
+from schemas.topics import ANALYSIS_COMMANDS
 
 # The result lists at most this many batches; the totals cover every one.
 LISTED = 1000
@@ -45,12 +44,7 @@ def run_prompt_replay(context: JobContext, params: PromptReplayParams) -> dict[s
         start=context.requested_at - timedelta(days=params.days),
         end=context.requested_at,
     )
-    batches = in_range(
-        context,
-        BATCHES,
-        window,
-        lambda m: (m.batch_id, m.camera_id, m.started_at) if isinstance(m, BatchClosed) else None,
-    )
+    batches = closed_batches(context, window)
     context.log("INFO", f"Replaying {len(batches)} batches of {window.describe()}")
     commands = [
         (

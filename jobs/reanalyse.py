@@ -18,11 +18,10 @@ from sqlalchemy.orm import Session
 
 from jobs.context import JobContext
 from jobs.job_type import JobType
-from jobs.replay import TimeRange, fan_out, in_range
+from jobs.replay import TimeRange, closed_batches, fan_out
 from projections.tables import EventAnalysisRow
 from schemas.analysis import ReanalyseBatch
-from schemas.batches import BatchClosed
-from schemas.topics import ANALYSIS_COMMANDS, BATCHES
+from schemas.topics import ANALYSIS_COMMANDS
 
 
 class ReanalyseParams(TimeRange):
@@ -30,12 +29,7 @@ class ReanalyseParams(TimeRange):
 
 
 def run_reanalyse(context: JobContext, params: ReanalyseParams) -> dict[str, Any]:
-    batches = in_range(
-        context,
-        BATCHES,
-        params,
-        lambda m: (m.batch_id, m.camera_id, m.started_at) if isinstance(m, BatchClosed) else None,
-    )
+    batches = closed_batches(context, params)
     total = len(batches)
     context.log("INFO", f"Reanalysing {total} batches of {params.describe()}")
     commands = [

@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session
 
 from jobs.context import Aborted, JobContext, Outgoing
 from projections.tables import JobItemRow
+from schemas.batches import BatchClosed
 from schemas.codec import UndecodableMessage, decode
-from schemas.topics import TopicSpec
+from schemas.topics import BATCHES, TopicSpec
 
 CHUNK = 20
 # A message is produced right after its event is made; this much either side covers clocks
@@ -141,6 +142,16 @@ def in_range(
     if read.undecodable:
         context.log("WARNING", f"{read.undecodable} messages on {topic.name} could not be read")
     return list(found.values())
+
+
+def closed_batches(context: JobContext, time_range: TimeRange) -> list[BatchClosed]:
+    """The batches of `vigil.batches` that closed and started in the range (of its camera)."""
+    return in_range(
+        context,
+        BATCHES,
+        time_range,
+        lambda m: (m.batch_id, m.camera_id, m.started_at) if isinstance(m, BatchClosed) else None,
+    )
 
 
 def items_of(context: JobContext) -> dict[str, str]:
