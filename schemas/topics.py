@@ -27,6 +27,7 @@ from schemas.dead_letters import DeadLettered, Stage
 from schemas.detections import DetectionsProduced, DetectionsReprocessed, ReprocessDetection
 from schemas.enrichments import DetectionsEnriched, EnrichmentReprocessed, ReprocessEnrichment
 from schemas.envelope import Message
+from schemas.evaluation import EvaluateEvent, EventEvaluated
 from schemas.images import ImageReceived
 from schemas.jobs import JOB_EVENTS
 from schemas.system import (
@@ -161,11 +162,19 @@ SECURITY_EVENTS = TopicSpec(
 AI_AUDIT = TopicSpec(
     name="vigil.ai-audit",
     key="camera_id",
-    value_types=(ModelCallAudited, PromptReplayed),
+    value_types=(ModelCallAudited, PromptReplayed, EventEvaluated),
     description=(
         "Every model call: input summary, raw output, tokens, latency, outcome; a prompt "
-        "replay's comparison of the current and a candidate prompt on one batch."
+        "replay's comparison of the current and a candidate prompt on one batch; an "
+        "evaluation of a security event's analysis, its figures with their evidence."
     ),
+)
+EVALUATION_COMMANDS = TopicSpec(
+    name="vigil.commands.evaluation",
+    key="camera_id",
+    value_types=(EvaluateEvent,),
+    description="Commands to the evaluator: evaluate one analysis of a security event.",
+    carries="commands",
 )
 DLQ_ANALYSIS = TopicSpec(
     name="vigil.dlq.analysis",
@@ -224,6 +233,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     ANALYSIS_COMMANDS,
     SECURITY_EVENTS,
     AI_AUDIT,
+    EVALUATION_COMMANDS,
     DLQ_ANALYSIS,
     PROMPTS,
     SYSTEM,

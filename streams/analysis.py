@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import datetime
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from schemas.analysis import RiskAssessment
 from schemas.batches import BatchClosed
 
 MAX_LISTED_DETECTIONS = 40
+
+Answer = TypeVar("Answer", bound=BaseModel)
 
 
 class InvalidAnalysis(ValueError):
@@ -35,7 +38,10 @@ def part_of_day(moment: datetime) -> str:
     return "night"
 
 
-def build_prompt(batch: BatchClosed) -> str:
+def build_prompt(batch: BatchClosed, *, objects: bool = True, descriptions: bool = True) -> str:
+    """The analyst's input for a batch. An evaluation's ablation leaves out the detector's
+    objects (`objects=False`: no counts, labels or confidences, the vision model's
+    descriptions alone) or the vision model's descriptions (`descriptions=False`)."""
     counts = Counter(d.label for d in batch.detections)
     images = len({d.image_id for d in batch.detections})
     duration = (batch.last_activity_at - batch.started_at).total_seconds()
@@ -43,15 +49,18 @@ def build_prompt(batch: BatchClosed) -> str:
         f"Camera: {batch.camera_id}",
         f"Time: {batch.started_at:%Y-%m-%d %H:%M:%S} UTC ({part_of_day(batch.started_at)}), "
         f"activity over {duration:.0f} seconds in {images} image(s)",
-        "Objects: " + ", ".join(f"{n} {label}" for label, n in counts.most_common()),
-        "Detections:",
     ]
+    if objects:
+        lines.append("Objects: " + ", ".join(f"{n} {label}" for label, n in counts.most_common()))
+    lines.append("Detections:")
     strongest = sorted(batch.detections, key=lambda d: -d.confidence)[:MAX_LISTED_DETECTIONS]
     for d in sorted(strongest, key=lambda d: (d.detected_at, d.image_id, d.position)):
-        line = f"- {d.detected_at:%H:%M:%S} {d.label} ({d.confidence:.2f})"
-        if d.enrichment is not None:
-            line += f": {d.enrichment.description}"
-        lines.append(line)
+        described = descriptions and d.enrichment is not None
+        if objects:
+            line = f"- {d.detected_at:%H:%M:%S} {d.label} ({d.confidence:.2f})"
+            lines.append(line + (f": {d.enrichment.description}" if described else ""))
+        elif described:
+            lines.append(f"- {d.detected_at:%H:%M:%S}: {d.enrichment.description}")
     if len(batch.detections) > MAX_LISTED_DETECTIONS:
         lines.append(f"({len(batch.detections) - MAX_LISTED_DETECTIONS} weaker detections omitted)")
     lines.append("Assess the risk of this activity.")
@@ -67,16 +76,21 @@ def input_summary(batch: BatchClosed) -> str:
     )
 
 
-def parse_assessment(raw: str) -> RiskAssessment:
-    """The model's answer as a RiskAssessment, or InvalidAnalysis saying what is wrong."""
+def parse_answer(raw: str, shape: type[Answer], schema_name: str) -> Answer:
+    """The model's answer as `shape`, or InvalidAnalysis saying what is wrong."""
     try:
-        document = json.loads(raw)
+        json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidAnalysis(f"answer is not valid JSON: {exc}", raw) from exc
     try:
-        return RiskAssessment.model_validate(document)
+        return shape.model_validate_json(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors()
         )
-        raise InvalidAnalysis(f"answer fails the risk schema: {problems}", raw) from exc
+        raise InvalidAnalysis(f"answer fails the {schema_name} schema: {problems}", raw) from exc
+
+
+def parse_assessment(raw: str) -> RiskAssessment:
+    """The model's answer as a RiskAssessment, or InvalidAnalysis saying what is wrong."""
+    return parse_answer(raw, RiskAssessment, "risk")

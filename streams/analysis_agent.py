@@ -15,7 +15,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -27,14 +27,19 @@ from schemas.analysis import (
     PromptReplayed,
     ReanalyseBatch,
     ReplayPrompt,
-    RiskAssessment,
     SecurityEventRecorded,
     TrialResult,
     risk_json_schema,
 )
 from schemas.batches import BatchClosed
 from schemas.topics import AI_AUDIT, ANALYSIS_COMMANDS, BATCHES, SECURITY_EVENTS
-from streams.analysis import InvalidAnalysis, build_prompt, input_summary, parse_assessment
+from streams.analysis import (
+    Answer,
+    InvalidAnalysis,
+    build_prompt,
+    input_summary,
+    parse_assessment,
+)
 from streams.analyst import Analyst, AnalystAnswer, AnalystRequest
 from streams.prompts import PromptBook, follow_prompts
 from streams.retry import RetryExhausted, RetryPolicy, call_with_retry
@@ -68,15 +73,15 @@ class AnalysisDeps:
 
 @dataclass
 class AuditTrail:
-    """The analyst's calls for one batch, each audited in order, and the calls themselves."""
+    """The analyst's calls about one batch, each audited in order, and the calls themselves."""
 
     batch: BatchClosed
-    prompt: PromptConfigured
     deps: AnalysisDeps
-    audits: list[ModelCallAudited]
-    # A prompt replay's trial ("current", "candidate"): named in the audit's input summary;
-    # a candidate configuration has no version.
-    trial: str | None = None
+    # The prompt version the calls use (None: a candidate configuration, a judge's prompt).
+    prompt_version: int | None
+    audits: list[ModelCallAudited] = field(default_factory=list)
+    # What the calls are for, named in each audit's input summary ("prompt replay, current").
+    purpose: str | None = None
 
     def records(self) -> tuple[Publish, ...]:
         return tuple(Publish(AI_AUDIT, self.batch.camera_id, audit) for audit in self.audits)
@@ -98,9 +103,8 @@ class AuditTrail:
             model_name=self.deps.analyst.model_name,
             camera_id=self.batch.camera_id,
             batch_id=self.batch.batch_id,
-            prompt_version=None if self.trial == "candidate" else self.prompt.version,
-            input_summary=(f"prompt replay, {self.trial}: " if self.trial else "")
-            + input_summary(self.batch),
+            prompt_version=self.prompt_version,
+            input_summary=(f"{self.purpose}: " if self.purpose else "") + input_summary(self.batch),
             attempt=len(self.audits) + 1,
             outcome=outcome,
             error=error,
@@ -111,19 +115,21 @@ class AuditTrail:
         self.audits.append(record)
         return record.audit_id
 
-    async def attempt(self, request: AnalystRequest) -> tuple[RiskAssessment, str, str]:
-        """One call: the assessment, its audit id and the model version, or the failure."""
+    async def attempt(
+        self, request: AnalystRequest, parse: Callable[[str], Answer] = parse_assessment
+    ) -> tuple[Answer, str, str]:
+        """One call: the parsed answer, its audit id and the model version, or the failure."""
         try:
             answer = await self.deps.analyst.answer(request)
         except Exception as exc:
             self.audit("error", None, f"{type(exc).__name__}: {exc}")
             raise
         try:
-            assessment = parse_assessment(answer.text)
+            parsed = parse(answer.text)
         except InvalidAnalysis as exc:
             self.audit("invalid_output", answer, str(exc))
             raise
-        return assessment, self.audit("success", answer, None), answer.model_version
+        return parsed, self.audit("success", answer, None), answer.model_version
 
 
 @dataclass(frozen=True)
@@ -174,7 +180,7 @@ async def _analyse(
     audit, and `state` to record; or the audits and the failure."""
     prompt = deps.prompts.current(deps.prompt_name)
     request = deps.request_for(batch, prompt)
-    trail = AuditTrail(batch, prompt, deps, [])
+    trail = AuditTrail(batch, deps, prompt.version)
     try:
         assessment, audit_id, model_version = await call_with_retry(
             partial(trail.attempt, request), deps.policy
@@ -215,7 +221,8 @@ async def on_replay(command: ReplayPrompt, deps: AnalysisDeps) -> Outcome:
     audits: list[Publish] = []
     results: list[TrialResult] = []
     for trial, prompt in (("current", current), ("candidate", candidate)):
-        trail = AuditTrail(command.batch, prompt, deps, [], trial=trial)
+        version = prompt.version if trial == "current" else None
+        trail = AuditTrail(command.batch, deps, version, purpose=f"prompt replay, {trial}")
         request = deps.request_for(command.batch, prompt)
         try:
             assessment, *_ = await call_with_retry(partial(trail.attempt, request), deps.policy)
@@ -248,7 +255,8 @@ async def on_replay(command: ReplayPrompt, deps: AnalysisDeps) -> Outcome:
     return Outcome(publish=(*audits, Publish(AI_AUDIT, command.camera_id, replayed)))
 
 
-def register(wiring: Wiring, analyst: Analyst, policy: RetryPolicy) -> None:
+def register(wiring: Wiring, analyst: Analyst, policy: RetryPolicy) -> AnalysisDeps:
+    """The analysis agent and the prompt follower; the deps, which the evaluator shares."""
     settings = wiring.settings
     stage = Stage("analysis", f"{settings.worker_id}/analysis", wiring.publish)
     prompts = PromptBook()
@@ -285,3 +293,5 @@ def register(wiring: Wiring, analyst: Analyst, policy: RetryPolicy) -> None:
             outcome = await stage.handle(source, message, handle)
             if outcome.state:
                 await analysed.put(message.batch_id, outcome.state)
+
+    return deps

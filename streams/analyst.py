@@ -1,8 +1,9 @@
 """The LLM that assesses a batch's risk, and its Triton client.
 
 Contract of the `nemotron` model on Triton: inputs `SYSTEM_PROMPT`, `PROMPT`,
-`TEMPERATURE`, `MAX_TOKENS` and optionally `JSON_SCHEMA` (which constrains the
-output); outputs `TEXT` (the raw answer, never repaired), `TOKENS_IN`, `TOKENS_OUT`.
+`TEMPERATURE`, `MAX_TOKENS`, optionally `JSON_SCHEMA` (which constrains the
+output) and `SEED` (the request's sampling seed); outputs `TEXT` (the raw answer,
+never repaired), `TOKENS_IN`, `TOKENS_OUT`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class AnalystRequest:
     temperature: float
     max_tokens: int
     json_schema: dict | None = None
+    # Sampling seed for this request (None: the model's configured one); an evaluation's
+    # repeated runs each take their own.
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class TritonAnalyst(TritonModel):
         ]
         if request.json_schema is not None:
             inputs.append(bytes_input("JSON_SCHEMA", [json.dumps(request.json_schema).encode()]))
+        if request.seed is not None:
+            inputs.append(_scalar("SEED", request.seed, "INT32", np.int32))
         result, version, latency_ms = await self.infer(inputs, ("TEXT", "TOKENS_IN", "TOKENS_OUT"))
         return AnalystAnswer(
             text=result.as_numpy("TEXT").reshape(-1)[0].decode(errors="replace"),

@@ -16,6 +16,7 @@ from streams import (
     breaker_board,
     detection_agent,
     enrichment_agent,
+    evaluator_agent,
     watcher_task,
 )
 from streams.models import Models
@@ -48,7 +49,8 @@ def create_worker_app(settings: Settings, models: Models | None = None) -> faust
     detection_agent.register(wiring, models.detector, policy, models.detector_for)
     enrichment_agent.register(wiring, models.enricher, policy)
     batch_agent.register(wiring)
-    analysis_agent.register(wiring, models.analyst, policy)
+    analysis = analysis_agent.register(wiring, models.analyst, policy)
+    evaluator_agent.register(wiring, analysis)
 
     @app.on_before_shutdown.connect
     async def close_models(app: faust.App, **_: object) -> None:

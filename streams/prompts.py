@@ -15,11 +15,14 @@ class PromptBook:
 
     def __init__(self) -> None:
         self._latest: dict[str, PromptConfigured] = {}
+        # Every version the topic has shown (the first proposal of a version takes it).
+        self._versions: dict[tuple[str, int], PromptConfigured] = {}
         # Set once the book holds every configuration the topic had when the worker started:
         # until then an analysis would use an old version (or the default).
         self.ready = asyncio.Event()
 
     def apply(self, event: PromptConfigured) -> None:
+        self._versions.setdefault((event.model, event.version), event)
         current = self._latest.get(event.model)
         if current is None or event.version > current.version:
             self._latest[event.model] = event
@@ -28,6 +31,16 @@ class PromptBook:
         found = self._latest.get(model) or DEFAULT_PROMPTS.get(model)
         if found is None:
             raise LookupError(f"no prompt configuration for model {model!r}")
+        return found
+
+    def version(self, model: str, version: int) -> PromptConfigured:
+        """The model's configuration at `version` (an evaluation re-runs the one an event used)."""
+        found = self._versions.get((model, version))
+        default = DEFAULT_PROMPTS.get(model)
+        if found is None and default is not None and default.version == version:
+            found = default
+        if found is None:
+            raise LookupError(f"no version {version} of the prompt configuration of {model!r}")
         return found
 
 

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     # Whose prompt configuration the analyst uses (the API's /prompt-config/{model}).
     analyst_prompt: str = "nemotron"
     analyst_timeout_s: float = Field(default=120.0, gt=0)
+    # An evaluation re-runs an analysis this many times (each with its own seed) to measure
+    # its consistency, and lets the judge answer in at most this many tokens.
+    evaluation_repeats: int = Field(default=2, ge=2, le=10)
+    evaluation_max_tokens: int = Field(default=384, ge=64, le=4096)
 
     batch_window_s: float = Field(default=90.0, gt=0)
     batch_idle_s: float = Field(default=30.0, gt=0)

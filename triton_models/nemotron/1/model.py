@@ -6,7 +6,9 @@ in the GGUF file.
 
 Inputs:  SYSTEM_PROMPT, PROMPT (strings, [1]), TEMPERATURE (fp32, [1], >= 0, 0 is
          greedy), MAX_TOKENS (int32, [1], > 0), JSON_SCHEMA (string, [1], optional:
-         decoding is constrained by the llama.cpp grammar built from that schema).
+         decoding is constrained by the llama.cpp grammar built from that schema),
+         SEED (int32, [1], optional: this request's sampling seed instead of the
+         configured one).
 Outputs: TEXT (string, [1]): the generated text exactly as generated (never repaired;
          a schema-constrained answer cut short by MAX_TOKENS is incomplete JSON);
          TOKENS_IN / TOKENS_OUT (int32, [1]): prompt tokens after the chat template,
@@ -229,6 +231,8 @@ class TritonPythonModel:
         max_tokens = int(_scalar(request, "MAX_TOKENS"))
         if max_tokens <= 0:
             raise BadRequest(f"MAX_TOKENS must be > 0, got {max_tokens}")
+        seed = _scalar(request, "SEED", required=False)
+        seed = self.seed if seed is None else int(seed)
         schema_text = _text(request, "JSON_SCHEMA", required=False)
         grammar = None if schema_text is None else self._grammar(schema_text)
         messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
@@ -243,7 +247,7 @@ class TritonPythonModel:
             messages=messages,  # type: ignore[arg-type]
             temperature=temperature,
             max_tokens=max_tokens,
-            seed=self.seed,
+            seed=seed,
             grammar=grammar,
             repeat_penalty=self.repeat_penalty,
         )
