@@ -4,7 +4,7 @@ that defines its `JOB` (a `jobs.job_type.JobType`) and one line here."""
 
 from __future__ import annotations
 
-from jobs import cleanup, export, prompt_replay, reanalyse, reprocess
+from jobs import batch_audit, cleanup, export, prompt_replay, reanalyse, reprocess
 from jobs.job_type import JobType
 
 JOB_TYPES: dict[str, JobType] = {
@@ -15,5 +15,6 @@ JOB_TYPES: dict[str, JobType] = {
         reprocess.JOB,
         reanalyse.JOB,
         prompt_replay.JOB,
+        batch_audit.JOB,
     )
 }

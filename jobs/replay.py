@@ -123,6 +123,20 @@ def read_range(
         consumer.close()
 
 
+def closed_batch(bootstrap_servers: str, batch_id: str, closed_at: datetime) -> BatchClosed | None:
+    """The batch's `BatchClosed` as `vigil.batches` holds it (read around `closed_at`), or
+    None when the topic no longer holds it."""
+    read = Read()
+    messages = read_range(bootstrap_servers, BATCHES, closed_at, closed_at, read)
+    try:
+        for message in messages:
+            if isinstance(message, BatchClosed) and message.batch_id == batch_id:
+                return message
+    finally:
+        messages.close()
+    return None
+
+
 def in_range(
     context: JobContext,
     topic: TopicSpec,
@@ -163,9 +177,11 @@ def items_of(context: JobContext) -> dict[str, str]:
         return dict(rows.all())
 
 
-def fan_out(context: JobContext, commands: Sequence[tuple[str, Outgoing]], what: str) -> int:
-    """Send `commands` (item id, command) in chunks, each once the previous one's items are
-    all done or failed; the items an earlier attempt finished are not sent again. Returns
+def fan_out(
+    context: JobContext, commands: Sequence[tuple[str, Outgoing]], what: str, chunk: int = CHUNK
+) -> int:
+    """Send `commands` (item id, command) in chunks of `chunk`, each once the previous one's
+    items are all done or failed; the items an earlier attempt finished are not sent again. Returns
     how many failed; raises EveryItemFailed when all did."""
     total = len(commands)
     finished = items_of(context)
@@ -173,11 +189,11 @@ def fan_out(context: JobContext, commands: Sequence[tuple[str, Outgoing]], what:
     if len(todo) < total:
         context.log("INFO", f"{total - len(todo)} {what} were done by an earlier attempt")
     try:
-        for first in range(0, len(todo), CHUNK):
+        for first in range(0, len(todo), chunk):
             context.check()
-            chunk = todo[first : first + CHUNK]
-            context.publish([command for _, command in chunk])
-            _wait_for(context, {item for item, _ in chunk}, total, what)
+            sent = todo[first : first + chunk]
+            context.publish([command for _, command in sent])
+            _wait_for(context, {item for item, _ in sent}, total, what)
     except Aborted:
         done = len(items_of(context))
         context.log("WARNING", f"Aborted after {done} of {total} {what}; what was done stays")

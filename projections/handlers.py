@@ -24,6 +24,7 @@ from projections.tables import (
     DeadLetterRow,
     DetectionRow,
     EnrichmentRow,
+    EvaluationRow,
     EventAnalysisRow,
     Image,
     JobItemRow,
@@ -41,6 +42,7 @@ from schemas.batches import BatchClosed, BatchOpened, DetectionsBatched
 from schemas.dead_letters import DeadLettered
 from schemas.detections import DetectionsProduced, DetectionsReprocessed
 from schemas.enrichments import DetectionsEnriched, Enrichment, EnrichmentReprocessed
+from schemas.evaluation import EventEvaluated
 from schemas.images import ImageReceived
 from schemas.jobs import RetentionApplied
 from schemas.system import CircuitBreakerChanged, DeadLetterRequeued, DeadLettersCleared
@@ -151,6 +153,7 @@ JOB_COMMAND_ITEMS = {
     "ReprocessDetection": "image_id",
     "ReanalyseBatch": "batch_id",
     "ReplayPrompt": "batch_id",
+    "EvaluateEvent": "batch_id",
 }
 
 
@@ -213,7 +216,14 @@ def dead_lettered(event: DeadLettered, session: Session) -> None:
             )
             .on_conflict_do_nothing()
         )
-    if event.stage == "analysis" and isinstance(batch_id, str) and job_id is None:
+    # A batch's own analysis failed (an evaluation's failure leaves the batch as it is).
+    evaluation = original.get("event_type") == "EvaluateEvent"
+    if (
+        event.stage == "analysis"
+        and isinstance(batch_id, str)
+        and job_id is None
+        and not evaluation
+    ):
         session.execute(
             update(BatchRow)
             .where(BatchRow.batch_id == batch_id, BatchRow.event_id.is_(None))
@@ -473,6 +483,41 @@ def prompt_replayed(event: PromptReplayed, session: Session) -> None:
     _item_done(event.job_id, event.batch_id, event.occurred_at, session)
 
 
+def event_evaluated(event: EventEvaluated, session: Session) -> None:
+    session.execute(
+        insert(EvaluationRow)
+        .values(
+            evaluation_id=event.evaluation_id,
+            job_id=event.job_id,
+            batch_id=event.batch_id,
+            camera_id=event.camera_id,
+            analysis_version=event.analysis_version,
+            prompt_version=event.prompt_version,
+            prompt_model=event.prompt_model,
+            judge_model=event.judge_model,
+            status=event.status,
+            failures=event.failures,
+            consistency=event.quality.consistency,
+            relevance=event.quality.relevance,
+            coherence=event.quality.coherence,
+            overall=event.quality.overall,
+            model_contributions=event.model_contributions,
+            prompt_suggestions=(
+                [s.model_dump() for s in event.prompt_suggestions]
+                if event.prompt_suggestions is not None
+                else None
+            ),
+            evidence=event.evidence.model_dump(mode="json"),
+            audit_ids=list(event.audit_ids),
+            duration_ms=event.duration_ms,
+            created_at=event.occurred_at,
+        )
+        .on_conflict_do_nothing(index_elements=[EvaluationRow.evaluation_id])
+    )
+    if event.job_id is not None:
+        _item_done(event.job_id, event.batch_id, event.occurred_at, session)
+
+
 def model_call_audited(event: ModelCallAudited, session: Session) -> None:
     session.execute(
         insert(AuditRow)
@@ -548,6 +593,7 @@ HANDLERS: dict[type, list[Handler]] = {
     SecurityEventRecorded: [security_event_recorded],
     ModelCallAudited: [model_call_audited],
     PromptReplayed: [prompt_replayed],
+    EventEvaluated: [event_evaluated],
     PromptConfigured: [prompt_configured],
     CircuitBreakerChanged: [circuit_breaker_changed],
     **JOB_HANDLERS,

@@ -32,6 +32,7 @@ from projections.tables import (
     DeadLetterRow,
     DetectionRow,
     EnrichmentRow,
+    EvaluationRow,
     EventAnalysisRow,
     Image,
     RetentionCutoffRow,
@@ -43,6 +44,7 @@ from schemas.dead_letters import DeadLettered
 from schemas.detections import DetectionsProduced, DetectionsReprocessed
 from schemas.enrichments import DetectionsEnriched, EnrichmentReprocessed
 from schemas.envelope import Message
+from schemas.evaluation import EventEvaluated
 from schemas.images import ImageReceived
 from schemas.jobs import RetentionApplied
 from schemas.system import DeadLetterRequeued, DeadLettersCleared
@@ -59,6 +61,7 @@ FACT_TIME: dict[type[Message], Callable[[Any], datetime]] = {
     BatchClosed: lambda e: e.closed_at,
     SecurityEventRecorded: lambda e: e.occurred_at,
     ModelCallAudited: lambda e: e.occurred_at,
+    EventEvaluated: lambda e: e.occurred_at,
 }
 
 
@@ -177,6 +180,9 @@ def prune(session: Session, cutoff: Cutoff) -> dict[str, int]:
         "images": delete(Image).where(image_time() < c, *cutoff.scope(Image.camera_id)),
         "ai_audit": delete(AuditRow).where(
             AuditRow.created_at < c, *cutoff.scope(AuditRow.camera_id)
+        ),
+        "event_evaluations": delete(EvaluationRow).where(
+            EvaluationRow.created_at < c, *cutoff.scope(EvaluationRow.camera_id)
         ),
     }
     deleted = {table: session.execute(s).rowcount for table, s in statements.items()}

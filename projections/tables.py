@@ -289,6 +289,41 @@ class AuditRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+class EvaluationRow(Base):
+    """One evaluation of one analysis version of a security event (`EventEvaluated`); `id` is
+    the spec's integer `audit_id`."""
+
+    __tablename__ = "event_evaluations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    evaluation_id: Mapped[str] = mapped_column(String(64), unique=True)
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    batch_id: Mapped[str] = mapped_column(String(64))
+    camera_id: Mapped[str] = mapped_column(String(128))
+    analysis_version: Mapped[int] = mapped_column(Integer)
+    prompt_version: Mapped[int] = mapped_column(Integer)
+    prompt_model: Mapped[str] = mapped_column(String(64))
+    judge_model: Mapped[str] = mapped_column(String(64))
+    # evaluated | partial | failed
+    status: Mapped[str] = mapped_column(String(16))
+    failures: Mapped[dict] = mapped_column(JSONB)
+    consistency: Mapped[float | None] = mapped_column(Float)
+    relevance: Mapped[float | None] = mapped_column(Float)
+    coherence: Mapped[float | None] = mapped_column(Float)
+    overall: Mapped[float | None] = mapped_column(Float)
+    model_contributions: Mapped[dict | None] = mapped_column(JSONB)
+    prompt_suggestions: Mapped[list | None] = mapped_column(JSONB)
+    evidence: Mapped[dict] = mapped_column(JSONB)
+    audit_ids: Mapped[list] = mapped_column(JSONB)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index(None, "batch_id", "analysis_version", "created_at"),
+        Index(None, "created_at"),
+    )
+
+
 class PromptVersionRow(Base):
     """A prompt configuration's versions. The first `PromptConfigured` of a (model, version)
     on the topic takes it; a later proposal of the same version is ignored (`event_id` says

@@ -7,6 +7,7 @@ kept beside it; a step that failed leaves its figures None and says why in `fail
 
 from __future__ import annotations
 
+import uuid
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +24,15 @@ RUBRIC_CRITERIA = ("context_usage", "reasoning_coherence", "risk_justification",
 CRITIQUE_MAX = 600
 SUGGESTION_MAX = 200
 MAX_SUGGESTIONS = 3
+
+_EVALUATIONS = uuid.UUID("3f6b7a51-5c5e-4a8e-9d0b-6f1e2c9a7d40")
+
+
+def evaluation_id(*parts: object) -> str:
+    """The id of the evaluation that `parts` name (a job, a batch and its analysis version; or
+    a batch, its version and how many evaluations it had): the same parts, the same id, so
+    a request made twice is evaluated once."""
+    return str(uuid.uuid5(_EVALUATIONS, "/".join(str(part) for part in parts)))
 
 
 class _Frozen(BaseModel):
@@ -133,6 +143,8 @@ class EventEvaluated(Message):
     camera_id: str
     analysis_version: int = Field(ge=1)
     prompt_version: int = Field(ge=1)
+    # Whose prompt configuration the analysis used (what the suggestions are for).
+    prompt_model: str
     # The model that judged (the analyst) and the upstream models whose evidence was ablated.
     judge_model: str
     status: EvaluationStatus

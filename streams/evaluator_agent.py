@@ -247,6 +247,7 @@ async def on_evaluate(command: EvaluateEvent, evaluated: bool, deps: EvaluationD
         camera_id=command.camera_id,
         analysis_version=analysis.analysis_version,
         prompt_version=analysis.prompt_version,
+        prompt_model=analysis_deps.prompt_name,
         judge_model=analysis_deps.analyst.model_name,
         status="failed" if failed else "partial" if run.failures else "evaluated",
         failures=run.failures,

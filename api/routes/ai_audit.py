@@ -1,16 +1,27 @@
-"""The AI-audit area: the audit log (`GET /api/ai-audit`, from the `ai_audit` read model)
-and the prompt registry (`/api/ai-audit/prompts...`, `/api/ai-audit/prompt-config/{model}`):
-reads answer from the `prompt_versions` read model, changes go to `vigil.prompts` as new
-versions (`api/prompt_commands.py`)."""
+"""The AI-audit area: the audit log (`GET /api/ai-audit`, from the `ai_audit` read model),
+the evaluations of events (`/events/{id}`, `/events/{id}/evaluate`, `/batch`, `/stats`,
+`/leaderboard`, `/recommendations`: `api/evaluation_commands.py` and the
+`event_evaluations` read model) and the prompt registry (`/api/ai-audit/prompts...`,
+`/api/ai-audit/prompt-config/{model}`): reads answer from the `prompt_versions` read
+model, changes go to `vigil.prompts` as new versions (`api/prompt_commands.py`)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, Query
+from fastapi import Body, Path, Query
 
+from api.audit_models import (
+    AuditStats,
+    BatchAuditIn,
+    BatchAuditOut,
+    EventAuditOut,
+    Leaderboard,
+    Recommendations,
+)
 from api.deps import ServicesDep, SessionDep
 from api.errors import found
+from api.evaluation_commands import audit_many, evaluate
 from api.pagination import DateRange, Pagination
 from api.prompt_commands import configure, import_prompts, require_known, restore
 from api.prompt_models import (
@@ -29,6 +40,7 @@ from api.prompt_models import (
     PromptRestoreOut,
     PromptUpdateOut,
 )
+from api.queries import evaluations
 from api.queries.audit import AuditFilter, list_audits
 from api.queries.prompts import (
     config_of,
@@ -40,11 +52,16 @@ from api.queries.prompts import (
     version_of,
 )
 from api.security import resource_routers
+from projections.tables import SecurityEventRow
 from schemas.envelope import utcnow
 
 read, write = resource_routers("/api/ai-audit", "ai-audit")
 
 _UNKNOWN: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown model or version"}}
+_NO_EVENT: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown event"}}
+
+EventId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The event's id")]
+Days = Annotated[int, Query(ge=1, le=90, description="Days to include")]
 
 
 def _current(session, model: str) -> PromptOut:
@@ -72,6 +89,72 @@ def read_audit_log(
     )
     audits, total = list_audits(session, filters, page.limit, page.offset)
     return AuditList(audits=audits, count=total, limit=page.limit, offset=page.offset)
+
+
+@read.get("/events/{event_id}", response_model=EventAuditOut, responses=_NO_EVENT)
+def read_event_audit(session: SessionDep, event_id: EventId) -> EventAuditOut:
+    """The evaluation of the event's newest analysis (`status` not_evaluated until one)."""
+    event = found(session.get(SecurityEventRow, event_id), f"event {event_id}")
+    newest = evaluations.newest_evaluation(session, event.batch_id, event.analysis_version)
+    return evaluations.event_audit(event, newest)
+
+
+@write.post(
+    "/events/{event_id}/evaluate",
+    response_model=EventAuditOut,
+    responses={
+        **_NO_EVENT,
+        202: {"model": EventAuditOut, "description": "Evaluating; not done within the wait"},
+        409: {"description": "The event's batch is no longer on the batches topic"},
+    },
+)
+def evaluate_event(
+    session: SessionDep,
+    services: ServicesDep,
+    event_id: EventId,
+    force: Annotated[bool, Query(description="Evaluate again if evaluated")] = False,
+) -> EventAuditOut:
+    """Evaluate the event's newest analysis: consistency, relevance, coherence, model
+    contributions and prompt suggestions, each measured on this event (README: Evaluation)."""
+    event = found(session.get(SecurityEventRow, event_id), f"event {event_id}")
+    return evaluate(
+        session,
+        services.commands,
+        services.settings.kafka_bootstrap_servers,
+        event,
+        force=force,
+        wait_s=services.read_your_writes_wait_s,
+    )
+
+
+@write.post("/batch", response_model=BatchAuditOut, responses=_NO_EVENT)
+def audit_batch(session: SessionDep, services: ServicesDep, body: BatchAuditIn) -> BatchAuditOut:
+    """A batch_audit job over `event_ids` and the events the filters match (progress, cancel
+    and abort through /api/jobs/{job_id})."""
+    return audit_many(
+        session, services.commands, body, max_attempts=services.settings.job_max_attempts
+    )
+
+
+@read.get("/stats", response_model=AuditStats)
+def read_stats(
+    session: SessionDep,
+    days: Days = 7,
+    camera_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+) -> AuditStats:
+    return evaluations.stats(session, days, camera_id)
+
+
+@read.get("/leaderboard", response_model=Leaderboard)
+def read_leaderboard(session: SessionDep, days: Days = 7) -> Leaderboard:
+    """Models ranked by their mean measured contribution to the risk scores."""
+    return evaluations.leaderboard(session, days)
+
+
+@read.get("/recommendations", response_model=Recommendations)
+def read_recommendations(session: SessionDep, days: Days = 7) -> Recommendations:
+    """The evaluations' prompt suggestions, grouped by category and wording."""
+    return evaluations.recommendations(session, days)
 
 
 @read.get("/prompts", response_model=PromptList)

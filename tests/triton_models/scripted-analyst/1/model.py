@@ -7,22 +7,51 @@ camera id contains   answer
 "unavailable"        an INTERNAL error (the model is failing: transient to the caller)
 anything else        a valid medium-risk assessment
 
+An evaluation's judge (a JSON_SCHEMA asking for a rubric or for suggestions) gets a valid
+answer of that shape, or prose when the camera id contains "badjudge". A camera id
+containing "slow" makes every answer take SLOW_S seconds.
+
 A PROMPT that is not UTF-8 gets INVALID_ARG, as `nemotron` answers it.
 """
 
 import json
 import re
+import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from vigil_triton.requests import error_response
 
 VALID = {"risk_score": 42, "risk_level": "medium", "summary": "Scripted.", "reasoning": "Scripted."}
+RUBRIC = {
+    "context_usage": 4,
+    "reasoning_coherence": 3,
+    "risk_justification": 4,
+    "actionability": 2,
+    "critique": "Scripted critique: it does not say what to do.",
+}
+SUGGESTIONS = {"suggestions": [{"category": "context", "suggestion": "Scripted: give the time."}]}
+SLOW_S = 1.5
 
 
-def scripted(prompt: str) -> str:
+def judged(camera: str, schema: dict) -> str | None:
+    """The judge's answer, when the schema asks for a rubric or suggestions."""
+    wanted = set(schema.get("required", []))
+    if not wanted & {"critique", "suggestions"}:
+        return None
+    if "badjudge" in camera:
+        return "The assessment reads well to me."
+    return json.dumps(RUBRIC if "critique" in wanted else SUGGESTIONS)
+
+
+def scripted(prompt: str, schema: dict) -> str:
     match = re.search(r"^Camera: (\S+)", prompt, re.MULTILINE)
     camera = match.group(1) if match else ""
+    if "slow" in camera:
+        time.sleep(SLOW_S)
+    judge = judged(camera, schema)
+    if judge is not None:
+        return judge
     if "notjson" in camera:
         return "The risk looks high to me, probably."
     if "score150" in camera:
@@ -47,8 +76,10 @@ class TritonPythonModel:
             except UnicodeDecodeError as exc:
                 responses.append(error_response(f"PROMPT is not valid UTF-8 ({exc})"))
                 continue
+            schema_input = pb_utils.get_input_tensor_by_name(request, "JSON_SCHEMA")
+            schema = json.loads(_text(request, "JSON_SCHEMA")) if schema_input is not None else {}
             try:
-                text = scripted(prompt)
+                text = scripted(prompt, schema)
             except RuntimeError as exc:
                 responses.append(error_response(str(exc), internal=True))
                 continue
