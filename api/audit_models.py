@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.evaluation import PromptSuggestion
 
@@ -64,6 +64,13 @@ class BatchAuditIn(BaseModel):
     min_risk_score: int | None = Field(default=None, ge=0, le=100)
     limit: int = Field(default=100, ge=1, le=1000)
     force: bool = False
+
+    @model_validator(mode="after")
+    def _chooses_events(self) -> BatchAuditIn:
+        chosen = (self.event_ids, self.camera_id, self.start_date, self.end_date)
+        if not any(choice for choice in chosen) and self.min_risk_score is None:
+            raise ValueError("name event_ids, or filter by camera_id, dates or min_risk_score")
+        return self
 
 
 class BatchAuditOut(BaseModel):

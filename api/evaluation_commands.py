@@ -28,8 +28,7 @@ from api.queries.evaluations import (
 )
 from api.queries.events import EventFilter, filtered
 from jobs import batch_audit
-from jobs.replay import closed_batch
-from projections.tables import BatchRow, SecurityEventRow
+from projections.tables import SecurityEventRow
 from schemas.evaluation import evaluation_id
 from schemas.topics import EVALUATION_COMMANDS
 
@@ -48,10 +47,7 @@ def evaluate(
     newest = newest_evaluation(session, event.batch_id, event.analysis_version)
     if is_settled(newest) and not force:
         return event_audit(event, newest)
-    closed_at = session.scalar(
-        select(BatchRow.completed_at).where(BatchRow.batch_id == event.batch_id)
-    )
-    batch = closed_batch(bootstrap_servers, event.batch_id, closed_at) if closed_at else None
+    batch = batch_audit.analysis_inputs(session, bootstrap_servers, [event]).get(event.batch_id)
     if batch is None:
         raise Conflict(
             f"event {event.id}: its batch {event.batch_id} is no longer on the batches topic, "

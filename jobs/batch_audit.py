@@ -2,8 +2,8 @@
 
 The API resolves the events (the ids asked for and those the filters match) when the job
 is requested, so every attempt works on the same list. The job reads each event's batch
-back from `vigil.batches` (the analysis input the evaluation re-runs) and sends the
-commands to the evaluator two at a time (`jobs.replay.fan_out`): an abort stops between
+back from `vigil.batches` (the analysis input the evaluation re-runs: `analysis_inputs`)
+and sends the commands to the evaluator two at a time (`jobs.replay.fan_out`): an abort stops between
 them, and an attempt after a crash sends only the events not evaluated yet. An evaluation's
 id is derived from the job, the batch and the analysis version, so a command delivered
 twice (a worker killed mid-way) is evaluated once.
@@ -11,7 +11,6 @@ twice (a worker killed mid-way) is evaluated once.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from jobs.context import JobContext
 from jobs.job_type import JobType
-from jobs.replay import TimeRange, closed_batches, fan_out
-from projections.tables import EvaluationRow, SecurityEventRow
+from jobs.replay import batches_by_id, fan_out
+from projections.tables import BatchRow, EvaluationRow, EventAnalysisRow, SecurityEventRow
 from schemas.batches import BatchClosed
 from schemas.evaluation import EvaluatedAnalysis, EvaluateEvent, evaluation_id
 from schemas.topics import EVALUATION_COMMANDS
@@ -74,6 +73,38 @@ def settled(session: Session, events: list[SecurityEventRow]) -> set[int]:
     return {keys[key] for key in map(tuple, rows) if key in keys}
 
 
+def analysis_inputs(
+    session: Session, bootstrap_servers: str, events: list[SecurityEventRow]
+) -> dict[str, BatchClosed]:
+    """The closed batch each event's analysis read, from `vigil.batches`, by batch id.
+
+    A `BatchClosed` was put on the topic at its close, or later when it was requeued from
+    the dead letters; either way shortly before the batch's first analysis (a lagging worker
+    makes the gap longer). So the read covers, by message time, from the earliest close to
+    the latest first analysis."""
+    if not events:
+        return {}
+    ids = {e.batch_id for e in events}
+    first_analysed = dict(
+        session.execute(
+            select(EventAnalysisRow.batch_id, func.min(EventAnalysisRow.created_at))
+            .where(EventAnalysisRow.batch_id.in_(ids))
+            .group_by(EventAnalysisRow.batch_id)
+        ).all()
+    )
+    closed = dict(
+        session.execute(
+            select(BatchRow.batch_id, BatchRow.completed_at).where(BatchRow.batch_id.in_(ids))
+        ).all()
+    )
+    moments = [*first_analysed.values(), *filter(None, closed.values())]
+    if not moments:
+        return {}
+    return batches_by_id(
+        bootstrap_servers, ids, min(moments), max(first_analysed.values(), default=max(moments))
+    )
+
+
 def run_batch_audit(context: JobContext, params: BatchAuditParams) -> dict[str, Any]:
     with Session(context.engine) as session:
         events = list(
@@ -88,7 +119,8 @@ def run_batch_audit(context: JobContext, params: BatchAuditParams) -> dict[str, 
     if gone:
         context.log("WARNING", f"{len(gone)} events no longer exist: {gone[:20]}")
     todo = [e for e in events if e.id not in done_before]
-    batches = _batches_of(context, todo)
+    with Session(context.engine) as session:
+        batches = analysis_inputs(session, context.bootstrap_servers, todo)
     no_input = [e.id for e in todo if e.batch_id not in batches]
     if no_input:
         context.log("WARNING", f"{len(no_input)} events' batches are gone from the topic")
@@ -120,17 +152,6 @@ def run_batch_audit(context: JobContext, params: BatchAuditParams) -> dict[str, 
         "failed": failed,
         "by_status": _statuses(context),
     }
-
-
-def _batches_of(context: JobContext, events: list[SecurityEventRow]) -> dict[str, BatchClosed]:
-    if not events:
-        return {}
-    wanted = {e.batch_id for e in events}
-    window = TimeRange(
-        start=min(e.started_at for e in events),
-        end=max(e.started_at for e in events) + timedelta(seconds=1),
-    )
-    return {b.batch_id: b for b in closed_batches(context, window) if b.batch_id in wanted}
 
 
 def _statuses(context: JobContext) -> dict[str, int]:

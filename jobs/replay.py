@@ -123,18 +123,22 @@ def read_range(
         consumer.close()
 
 
-def closed_batch(bootstrap_servers: str, batch_id: str, closed_at: datetime) -> BatchClosed | None:
-    """The batch's `BatchClosed` as `vigil.batches` holds it (read around `closed_at`), or
-    None when the topic no longer holds it."""
-    read = Read()
-    messages = read_range(bootstrap_servers, BATCHES, closed_at, closed_at, read)
+def batches_by_id(
+    bootstrap_servers: str, batch_ids: set[str], start: datetime, end: datetime
+) -> dict[str, BatchClosed]:
+    """The `BatchClosed` of each of `batch_ids` that `vigil.batches` holds around [start,
+    end] (message time); the read stops once all are found."""
+    found: dict[str, BatchClosed] = {}
+    messages = read_range(bootstrap_servers, BATCHES, start, end, Read())
     try:
         for message in messages:
-            if isinstance(message, BatchClosed) and message.batch_id == batch_id:
-                return message
+            if isinstance(message, BatchClosed) and message.batch_id in batch_ids:
+                found.setdefault(message.batch_id, message)
+                if len(found) == len(batch_ids):
+                    break
     finally:
         messages.close()
-    return None
+    return found
 
 
 def in_range(

@@ -29,6 +29,7 @@ from schemas.enrichments import (
     EnrichmentReprocessed,
 )
 from schemas.envelope import Message
+from schemas.evaluation import EvaluationEvidence, EventEvaluated, PromptSuggestion, QualityScores
 from schemas.images import ImageReceived, image_id_for
 from schemas.jobs import (
     JobAborted,
@@ -665,3 +666,49 @@ def audited(
         **fields,
     }
     return ModelCallAudited(**values)
+
+
+# --- evaluations -----------------------------------------------------------------------------
+
+
+def evaluated(
+    event: SecurityEventRecorded,
+    at: datetime,
+    *,
+    quality: tuple[float | None, float | None, float | None],
+    contributions: dict[str, float] | None,
+    suggestions: list[tuple[str, str]] | None = None,
+    status: str = "evaluated",
+    job_id: str | None = None,
+) -> EventEvaluated:
+    """An evaluation of `event`'s analysis made `at`: (consistency, relevance, coherence)
+    and their mean, the contributions and the (category, text) suggestions as given."""
+    measured = [q for q in quality if q is not None]
+    consistency, relevance, coherence = quality
+    return EventEvaluated(
+        evaluation_id=str(uuid.uuid4()),
+        job_id=job_id,
+        batch_id=event.batch_id,
+        camera_id=event.camera_id,
+        analysis_version=event.analysis_version,
+        prompt_version=event.prompt_version,
+        prompt_model="nemotron",
+        judge_model="nemotron",
+        status=status,
+        failures={} if status == "evaluated" else {"coherence": "answer is not valid JSON"},
+        quality=QualityScores(
+            consistency=consistency,
+            relevance=relevance,
+            coherence=coherence,
+            overall=round(sum(measured) / len(measured), 4) if measured else None,
+        ),
+        model_contributions=contributions,
+        prompt_suggestions=(
+            tuple(PromptSuggestion(category=c, suggestion=s) for c, s in suggestions)
+            if suggestions is not None
+            else None
+        ),
+        evidence=EvaluationEvidence(),
+        duration_ms=1000.0,
+        occurred_at=at,
+    )

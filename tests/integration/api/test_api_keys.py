@@ -70,6 +70,8 @@ def test_every_known_mutating_route_is_enumerated():
         ("POST", "/api/jobs/{job_id}/abort"),
         ("DELETE", "/api/jobs/{job_id}"),
         ("POST", "/api/events/export"),
+        ("POST", "/api/ai-audit/events/{event_id}/evaluate"),
+        ("POST", "/api/ai-audit/batch"),
     } <= set(MUTATING)
     assert ("GET", "/api/dlq/stats") in READING
     assert {("GET", "/api/jobs/types"), ("GET", "/api/jobs/{job_id}/download")} <= set(READING)
