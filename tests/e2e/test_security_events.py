@@ -56,14 +56,19 @@ def events_of(api_client, camera_id: str) -> list[dict]:
     return reply.json()["events"]
 
 
-def test_idle_batch_becomes_an_event_with_its_detections(
-    pipeline, camera_root, api_client, samples
-):
+@pytest.fixture(scope="module")
+def idle_batch(pipeline, camera_root, api_client, samples) -> tuple[str, dict]:
+    """A camera's one photo of a bus, analysed once its batch went idle."""
     camera_id = new_camera_id("idle")
     drop(camera_root, camera_id, "bus.jpg", samples["bus.jpg"].read_bytes())
     [batch] = wait_for(
         lambda: completed_batches(api_client, camera_id), timeout=120, what="an analysed batch"
     )
+    return camera_id, batch
+
+
+def test_idle_batch_becomes_an_event_with_its_detections(api_client, idle_batch):
+    camera_id, batch = idle_batch
     assert batch["trigger"] == "idle_timeout"
     assert batch["status"] == "completed"
     detections = api_client.get("/api/detections", params={"camera_id": camera_id}).json()
@@ -80,6 +85,34 @@ def test_idle_batch_becomes_an_event_with_its_detections(
     people = [d for d in detail["detections"] if d["label"] == "person"]
     assert people and all(d["enrichments"] for d in people)
     assert people[0]["enrichments"][0]["model_name"] == "crop-attributes"
+
+
+def test_a_real_event_is_evaluated_with_every_figure_and_its_evidence(api_client, idle_batch):
+    _, batch = idle_batch
+    event_id = batch["event_id"]
+    reply = api_client.post(f"/api/ai-audit/events/{event_id}/evaluate")
+    assert reply.status_code in (200, 202), reply.text
+    body = wait_for(
+        lambda: (
+            (shown := api_client.get(f"/api/ai-audit/events/{event_id}").json())["status"]
+            not in ("not_evaluated", "pending")
+            and shown
+        ),
+        timeout=180,
+        what="the evaluation on the real LLM",
+    )
+    evaluation = body["evaluation"]
+    assert body["status"] == "evaluated", evaluation["failures"]
+    assert all(0 <= score <= 1 for score in body["quality_scores"].values())
+    assert set(body["model_contributions"]) == {"centernet", "crop-attributes", "nemotron"}
+    assert sum(body["model_contributions"].values()) == pytest.approx(1, abs=1e-3)
+    assert body["prompt_suggestions"] and evaluation["self_critique"]
+    evidence = evaluation["evidence"]
+    assert len(evidence["consistency"]["repeated_scores"]) == 2
+    assert "person" in evidence["relevance"]["evidence_terms"]
+    assert set(evidence["ablation"]["ablated_scores"]) == {"centernet", "crop-attributes"}
+    assert len(evaluation["audit_ids"]) == 6
+    print("real evaluation:", json.dumps(body, indent=1))
 
 
 def test_burst_past_max_size_closes_on_max_size(pipeline, camera_root, api_client, samples):
