@@ -6,8 +6,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
+from schemas.analysis import PromptConfig
 from schemas.evaluation import PromptSuggestion
 
 AuditStatus = Literal["not_evaluated", "pending", "evaluated", "partial", "failed"]
@@ -137,3 +145,87 @@ class Recommendations(BaseModel):
     recommendations: list[Recommendation]
     period_days: int
     total_events_analyzed: int
+
+
+class PromptTestIn(BaseModel):
+    """A configuration to test: against one event (`event_id`), or, with `days`, against
+    the closed batches of the last days (a prompt_replay job)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(default="nemotron", min_length=1, max_length=64)
+    event_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    days: int | None = Field(default=None, ge=1, le=90)
+    camera_id: str | None = Field(default=None, min_length=1, max_length=128)
+    config: PromptConfig
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PromptTestIn:
+        if (self.event_id is None) == (self.days is None):
+            raise ValueError("give either event_id (one event) or days (a replay), not both")
+        if self.camera_id is not None and self.days is None:
+            raise ValueError("camera_id narrows a replay: it goes with days")
+        return self
+
+
+class TrialResultOut(BaseModel):
+    """One configuration's answer (None fields and `error` when it gave none)."""
+
+    risk_score: int | None
+    risk_level: str | None
+    summary: str | None
+    reasoning: str | None
+    latency_ms: float | None
+    tokens_used: int | None
+    prompt_version: int | None
+    error: str | None
+
+
+class PromptComparison(BaseModel):
+    risk_score_diff: int | None
+    latency_diff_ms: float | None
+
+
+class PromptTestOut(BaseModel):
+    test_id: str
+    event_id: int
+    model: str
+    status: Literal["completed", "pending"] = "completed"
+    current_result: TrialResultOut | None
+    modified_result: TrialResultOut | None
+    comparison: PromptComparison | None
+
+
+class PromptReplayStarted(BaseModel):
+    job_id: str
+    status: Literal["pending"] = "pending"
+    model: str
+    days: int
+    camera_id: str | None
+    message: str
+
+
+class CustomPromptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: int = Field(ge=1, le=2**63 - 1)
+    custom_prompt: str = Field(min_length=1, max_length=20000)
+    temperature: float = Field(default=0.1, ge=0, le=2)
+    max_tokens: int = Field(default=2048, ge=1, le=32768)
+    model: str = Field(default="nemotron", min_length=1, max_length=64)
+
+    @field_validator("custom_prompt")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("custom_prompt is blank")
+        return value
+
+
+class CustomPromptOut(BaseModel):
+    test_id: str
+    event_id: int
+    status: Literal["completed", "pending"] = "completed"
+    result: TrialResultOut | None
+    latency_ms: float | None
+    tokens_used: int | None

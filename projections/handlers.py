@@ -42,7 +42,7 @@ from schemas.batches import BatchClosed, BatchOpened, DetectionsBatched
 from schemas.dead_letters import DeadLettered
 from schemas.detections import DetectionsProduced, DetectionsReprocessed
 from schemas.enrichments import DetectionsEnriched, Enrichment, EnrichmentReprocessed
-from schemas.evaluation import EventEvaluated
+from schemas.evaluation import EventEvaluated, PromptTested
 from schemas.images import ImageReceived
 from schemas.jobs import RetentionApplied
 from schemas.system import CircuitBreakerChanged, DeadLetterRequeued, DeadLettersCleared
@@ -518,6 +518,22 @@ def event_evaluated(event: EventEvaluated, session: Session) -> None:
         _item_done(event.job_id, event.batch_id, event.occurred_at, session)
 
 
+def prompt_tested(event: PromptTested, session: Session) -> None:
+    session.execute(
+        insert(PromptTestRow)
+        .values(
+            test_id=event.test_id,
+            event_id=event.event_id,
+            batch_id=event.batch_id,
+            camera_id=event.camera_id,
+            model=event.model,
+            outcomes=[o.model_dump(mode="json") for o in event.outcomes],
+            created_at=event.occurred_at,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
 def model_call_audited(event: ModelCallAudited, session: Session) -> None:
     session.execute(
         insert(AuditRow)
@@ -594,6 +610,7 @@ HANDLERS: dict[type, list[Handler]] = {
     ModelCallAudited: [model_call_audited],
     PromptReplayed: [prompt_replayed],
     EventEvaluated: [event_evaluated],
+    PromptTested: [prompt_tested],
     PromptConfigured: [prompt_configured],
     CircuitBreakerChanged: [circuit_breaker_changed],
     **JOB_HANDLERS,

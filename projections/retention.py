@@ -35,6 +35,7 @@ from projections.tables import (
     EvaluationRow,
     EventAnalysisRow,
     Image,
+    PromptTestRow,
     RetentionCutoffRow,
     SecurityEventRow,
 )
@@ -44,7 +45,7 @@ from schemas.dead_letters import DeadLettered
 from schemas.detections import DetectionsProduced, DetectionsReprocessed
 from schemas.enrichments import DetectionsEnriched, EnrichmentReprocessed
 from schemas.envelope import Message
-from schemas.evaluation import EventEvaluated
+from schemas.evaluation import EventEvaluated, PromptTested
 from schemas.images import ImageReceived
 from schemas.jobs import RetentionApplied
 from schemas.system import DeadLetterRequeued, DeadLettersCleared
@@ -62,6 +63,7 @@ FACT_TIME: dict[type[Message], Callable[[Any], datetime]] = {
     SecurityEventRecorded: lambda e: e.occurred_at,
     ModelCallAudited: lambda e: e.occurred_at,
     EventEvaluated: lambda e: e.occurred_at,
+    PromptTested: lambda e: e.occurred_at,
 }
 
 
@@ -183,6 +185,9 @@ def prune(session: Session, cutoff: Cutoff) -> dict[str, int]:
         ),
         "event_evaluations": delete(EvaluationRow).where(
             EvaluationRow.created_at < c, *cutoff.scope(EvaluationRow.camera_id)
+        ),
+        "prompt_tests": delete(PromptTestRow).where(
+            PromptTestRow.created_at < c, *cutoff.scope(PromptTestRow.camera_id)
         ),
     }
     deleted = {table: session.execute(s).rowcount for table, s in statements.items()}

@@ -324,6 +324,20 @@ class EvaluationRow(Base):
     )
 
 
+class PromptTestRow(Base):
+    """A prompt test's results (`PromptTested`): what each configuration answered."""
+
+    __tablename__ = "prompt_tests"
+
+    test_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    batch_id: Mapped[str] = mapped_column(String(64))
+    camera_id: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(64))
+    outcomes: Mapped[list] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class PromptVersionRow(Base):
     """A prompt configuration's versions. The first `PromptConfigured` of a (model, version)
     on the topic takes it; a later proposal of the same version is ignored (`event_id` says

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.analysis import RiskLevel
+from schemas.analysis import PromptConfig, RiskLevel
 from schemas.batches import BatchClosed
 from schemas.envelope import Message
 
@@ -201,3 +201,60 @@ def suggestions_json_schema() -> dict:
             }
         },
     }
+
+
+class PromptTrial(_Frozen):
+    """One configuration a prompt test runs the event's analysis input through."""
+
+    name: Literal["current", "modified", "custom"]
+    config: PromptConfig
+    # The registry version the configuration is (None: not a version).
+    version: int | None = Field(default=None, ge=1)
+
+
+class TestPrompt(Message):
+    """Command: run an event's analysis input through each trial's configuration, fresh,
+    and publish the results (`PromptTested`), never a security event."""
+
+    __test__ = False  # not a pytest class
+
+    event_type: Literal["TestPrompt"] = "TestPrompt"
+
+    test_id: str = Field(min_length=1, max_length=64)
+    event_id: int = Field(ge=1)
+    batch_id: str
+    camera_id: str
+    # The prompt whose configurations are tried (ANALYST_PROMPT's).
+    model: str
+    trials: tuple[PromptTrial, ...] = Field(min_length=1, max_length=2)
+    batch: BatchClosed
+
+
+class TrialOutcome(_Frozen):
+    """What one trial answered: the assessment and its cost, or why there is none."""
+
+    name: Literal["current", "modified", "custom"]
+    version: int | None = None
+    risk_score: int | None = Field(default=None, ge=0, le=100)
+    risk_level: RiskLevel | None = None
+    summary: str | None = None
+    reasoning: str | None = None
+    latency_ms: float | None = Field(default=None, ge=0)
+    tokens_in: int | None = Field(default=None, ge=0)
+    tokens_out: int | None = Field(default=None, ge=0)
+    error: str | None = None
+
+
+class PromptTested(Message):
+    """The results of a prompt test, in the order of its trials."""
+
+    __test__ = False
+
+    event_type: Literal["PromptTested"] = "PromptTested"
+
+    test_id: str = Field(min_length=1, max_length=64)
+    event_id: int = Field(ge=1)
+    batch_id: str
+    camera_id: str
+    model: str
+    outcomes: tuple[TrialOutcome, ...]

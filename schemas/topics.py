@@ -27,7 +27,7 @@ from schemas.dead_letters import DeadLettered, Stage
 from schemas.detections import DetectionsProduced, DetectionsReprocessed, ReprocessDetection
 from schemas.enrichments import DetectionsEnriched, EnrichmentReprocessed, ReprocessEnrichment
 from schemas.envelope import Message
-from schemas.evaluation import EvaluateEvent, EventEvaluated
+from schemas.evaluation import EvaluateEvent, EventEvaluated, PromptTested, TestPrompt
 from schemas.images import ImageReceived
 from schemas.jobs import JOB_EVENTS
 from schemas.system import (
@@ -162,18 +162,22 @@ SECURITY_EVENTS = TopicSpec(
 AI_AUDIT = TopicSpec(
     name="vigil.ai-audit",
     key="camera_id",
-    value_types=(ModelCallAudited, PromptReplayed, EventEvaluated),
+    value_types=(ModelCallAudited, PromptReplayed, EventEvaluated, PromptTested),
     description=(
         "Every model call: input summary, raw output, tokens, latency, outcome; a prompt "
         "replay's comparison of the current and a candidate prompt on one batch; an "
-        "evaluation of a security event's analysis, its figures with their evidence."
+        "evaluation of a security event's analysis, its figures with their evidence; the "
+        "results of a prompt test on an event's input."
     ),
 )
 EVALUATION_COMMANDS = TopicSpec(
     name="vigil.commands.evaluation",
     key="camera_id",
-    value_types=(EvaluateEvent,),
-    description="Commands to the evaluator: evaluate one analysis of a security event.",
+    value_types=(EvaluateEvent, TestPrompt),
+    description=(
+        "Commands to the evaluator: evaluate one analysis of a security event, or run an "
+        "event's analysis input through prompt configurations under test."
+    ),
     carries="commands",
 )
 DLQ_ANALYSIS = TopicSpec(

@@ -40,6 +40,7 @@ def create_worker_app(settings: Settings, models: Models | None = None) -> faust
         table_cleanup_interval=60.0,
         broker_commit_every=100,
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.worker_session_timeout_s,
     )
     wiring = Wiring(app, settings)
     models = models or Models.on_triton(settings)

@@ -1,5 +1,6 @@
 """Evaluator: `EvaluateEvent` commands -> the analysis re-run, ablated and judged on Triton
--> `EventEvaluated` on the audit topic, every call audited.
+-> `EventEvaluated` on the audit topic, every call audited; `TestPrompt` commands -> an
+event's input run through prompt configurations under test -> `PromptTested`.
 
 `on_evaluate` measures each figure of `streams.evaluation` on the command's event:
 consistency from `repeats` re-runs of the analysis (same input, same prompt version, one
@@ -29,10 +30,13 @@ from schemas.evaluation import (
     EvaluateEvent,
     EvaluationEvidence,
     EventEvaluated,
+    PromptTested,
     QualityScores,
     Rubric,
     Step,
     Suggestions,
+    TestPrompt,
+    TrialOutcome,
     rubric_json_schema,
     suggestions_json_schema,
 )
@@ -181,6 +185,13 @@ async def on_evaluate(command: EvaluateEvent, evaluated: bool, deps: EvaluationD
     if evaluated:
         log.info("evaluation %s was made already; skipping", command.evaluation_id)
         return Outcome()
+    log.info(
+        "evaluating %s: batch %s v%d (job %s)",
+        command.evaluation_id,
+        command.batch_id,
+        command.analysis.analysis_version,
+        command.job_id,
+    )
     started = time.monotonic()
     run = _Run(command, deps)
     batch, analysis = command.batch, command.analysis
@@ -273,6 +284,61 @@ async def on_evaluate(command: EvaluateEvent, evaluated: bool, deps: EvaluationD
     )
 
 
+async def on_test_prompt(command: TestPrompt, tested: bool, deps: EvaluationDeps) -> Outcome:
+    """Each trial's configuration run fresh on the event's input, every call audited as a
+    test call; the results published (`PromptTested`), no security event. `tested`: whether
+    this test ran before (state: True once it has)."""
+    if tested:
+        log.info("prompt test %s ran already; skipping", command.test_id)
+        return Outcome()
+    trails: list[AuditTrail] = []
+    outcomes = []
+    for trial in command.trials:
+        trail = AuditTrail(
+            command.batch,
+            deps.analysis,
+            trial.version,
+            purpose=f"prompt test {command.test_id}, {trial.name}",
+        )
+        trails.append(trail)
+        prompt = PromptConfigured(
+            model=command.model, version=trial.version or 1, config=trial.config, producer="test"
+        )
+        try:
+            assessment, *_ = await call_with_retry(
+                partial(trail.attempt, analyst_request(command.batch, prompt)),
+                deps.analysis.policy,
+            )
+        except RetryExhausted as exc:
+            outcomes.append(TrialOutcome(name=trial.name, version=trial.version, error=str(exc)))
+            continue
+        answered = trail.audits[-1]
+        outcomes.append(
+            TrialOutcome(
+                name=trial.name,
+                version=trial.version,
+                **assessment.model_dump(),
+                latency_ms=answered.latency_ms,
+                tokens_in=answered.tokens_in,
+                tokens_out=answered.tokens_out,
+            )
+        )
+    tested_event = PromptTested(
+        test_id=command.test_id,
+        event_id=command.event_id,
+        batch_id=command.batch_id,
+        camera_id=command.camera_id,
+        model=command.model,
+        outcomes=tuple(outcomes),
+        producer=deps.analysis.producer,
+        trace_id=command.trace_id,
+    )
+    audits = tuple(record for trail in trails for record in trail.records())
+    return Outcome(
+        publish=(*audits, Publish(AI_AUDIT, command.camera_id, tested_event)), state=True
+    )
+
+
 def register(wiring: Wiring, analysis: AnalysisDeps) -> None:
     settings = wiring.settings
     stage = Stage("analysis", f"{settings.worker_id}/evaluator", wiring.publish)
@@ -283,18 +349,23 @@ def register(wiring: Wiring, analysis: AnalysisDeps) -> None:
         repeats=settings.evaluation_repeats,
         judge_max_tokens=settings.evaluation_max_tokens,
     )
-    # evaluation_id -> True once published; rebuilt from its changelog on restart.
-    evaluated = wiring.table("evaluations", default=bool)
+    # evaluation_id or test_id -> True once published; rebuilt from its changelog on restart.
+    done = wiring.table("evaluations", default=bool)
 
     @wiring.app.agent(wiring.topic(EVALUATION_COMMANDS))
     async def evaluate(stream: faust.StreamT) -> None:
         async for event in stream.events():
             source = received(event)
             message = await stage.decode(source)
-            if not isinstance(message, EvaluateEvent):
+            if isinstance(message, EvaluateEvent):
+                key = message.evaluation_id
+                handle = partial(on_evaluate, message, done[key], deps)
+            elif isinstance(message, TestPrompt):
+                key = message.test_id
+                handle = partial(on_test_prompt, message, done[key], deps)
+            else:
                 continue  # undecodable: dead-lettered
             await analysis.prompts.ready.wait()
-            done = evaluated[message.evaluation_id]
-            outcome = await stage.handle(source, message, partial(on_evaluate, message, done, deps))
+            outcome = await stage.handle(source, message, handle)
             if outcome.state:
-                await evaluated.put(message.evaluation_id, outcome.state)
+                await done.put(key, outcome.state)

@@ -29,7 +29,14 @@ from schemas.enrichments import (
     EnrichmentReprocessed,
 )
 from schemas.envelope import Message
-from schemas.evaluation import EvaluationEvidence, EventEvaluated, PromptSuggestion, QualityScores
+from schemas.evaluation import (
+    EvaluationEvidence,
+    EventEvaluated,
+    PromptSuggestion,
+    PromptTested,
+    QualityScores,
+    TrialOutcome,
+)
 from schemas.images import ImageReceived, image_id_for
 from schemas.jobs import (
     JobAborted,
@@ -581,8 +588,9 @@ def job_run(
 def camera_history(camera_id: str, at: datetime, file_path: str) -> list[tuple[TopicSpec, Message]]:
     """Everything the pipeline writes about one image that arrived `at`, in topic order: the
     image, its detections (person, car) and the person's enrichment, the batch that held them
-    and its analysed event with the audit of the call, and two dead letters of the image (one
-    requeued a minute later, one still pending)."""
+    and its analysed event with the audit of the call, two dead letters of the image (one
+    requeued a minute later, one still pending), the event's evaluation and a prompt test on
+    it."""
     image = image_event(camera_id, digest=uuid.uuid4().hex * 2, file_path=file_path)
     image = image.model_copy(update={"occurred_at": at})
     produced = detections_event(image, ["person", "car"]).model_copy(
@@ -641,6 +649,16 @@ def camera_history(camera_id: str, at: datetime, file_path: str) -> list[tuple[T
         (DLQ_DETECTION, requeued),
         (DLQ_DETECTION, pending),
         (DLQ_DETECTION, requeue),
+        (
+            AI_AUDIT,
+            evaluated(
+                event,
+                event.occurred_at + timedelta(seconds=10),
+                quality=(1.0, 0.5, 0.75),
+                contributions={"centernet": 0.2, "crop-attributes": 0.1, "nemotron": 0.7},
+            ),
+        ),
+        (AI_AUDIT, prompt_tested(event, event.occurred_at + timedelta(seconds=20))),
     ]
 
 
@@ -710,5 +728,29 @@ def evaluated(
         ),
         evidence=EvaluationEvidence(),
         duration_ms=1000.0,
+        occurred_at=at,
+    )
+
+
+def prompt_tested(event: SecurityEventRecorded, at: datetime) -> PromptTested:
+    """A prompt test of `event`'s input made `at`: one custom configuration, answered 55."""
+    return PromptTested(
+        test_id=str(uuid.uuid4()),
+        event_id=1,
+        batch_id=event.batch_id,
+        camera_id=event.camera_id,
+        model="nemotron",
+        outcomes=(
+            TrialOutcome(
+                name="custom",
+                risk_score=55,
+                risk_level="medium",
+                summary="Tested.",
+                reasoning="Tested.",
+                latency_ms=900.0,
+                tokens_in=300,
+                tokens_out=40,
+            ),
+        ),
         occurred_at=at,
     )

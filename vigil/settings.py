@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # Names this worker in breaker reports and event producers; unique per process.
     worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     topic_partitions: int = Field(default=3, ge=1)
+    # How long the worker group waits for a worker that stopped heartbeating (killed) before
+    # its partitions move to the others.
+    worker_session_timeout_s: float = Field(default=60.0, ge=6, le=300)
     projector_group: str = "vigil-projector"
 
     # SHA-256 hex digests of the API keys, comma-separated (`vigil apikey` makes one).
@@ -74,6 +77,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("read_your_writes_wait_s", "api_flush_wait_s"),
     )
     api_command_ack_timeout_s: float = Field(default=5.0, gt=0)
+    # How long a prompt test waits for the analyst's answers before answering 202 (its
+    # result is then read at GET /api/ai-audit/prompts/test/{test_id}).
+    prompt_test_wait_s: float = Field(default=120.0, ge=0)
     ws_client_queue_size: int = Field(default=100, ge=1)
     ws_partition_check_s: float = Field(default=30.0, gt=0)
     # How long the WebSocket feed holds an event for the read model to show it; one still

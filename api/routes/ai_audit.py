@@ -11,12 +11,18 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Body, Path, Query
 
+from api import prompt_tests
 from api.audit_models import (
     AuditStats,
     BatchAuditIn,
     BatchAuditOut,
+    CustomPromptIn,
+    CustomPromptOut,
     EventAuditOut,
     Leaderboard,
+    PromptReplayStarted,
+    PromptTestIn,
+    PromptTestOut,
     Recommendations,
 )
 from api.deps import ServicesDep, SessionDep
@@ -155,6 +161,56 @@ def read_leaderboard(session: SessionDep, days: Days = 7) -> Leaderboard:
 def read_recommendations(session: SessionDep, days: Days = 7) -> Recommendations:
     """The evaluations' prompt suggestions, grouped by category and wording."""
     return evaluations.recommendations(session, days)
+
+
+@write.post(
+    "/prompts/test",
+    response_model=PromptTestOut | PromptReplayStarted,
+    responses={
+        404: {"description": "Unknown event or model"},
+        202: {"model": PromptTestOut, "description": "Still running; read it by its test_id"},
+        409: {"description": "The event's batch is no longer on the batches topic"},
+    },
+)
+def test_prompt_config(
+    session: SessionDep, services: ServicesDep, body: PromptTestIn
+) -> PromptTestOut | PromptReplayStarted:
+    """The event's analysis input through the current version and the modified
+    configuration, both fresh, compared; or, with `days`, a prompt_replay job over the
+    closed batches of those days. No event is written and no version changes."""
+    return prompt_tests.test_prompt(
+        session, services.commands, services.settings, body, services.settings.prompt_test_wait_s
+    )
+
+
+@read.get(
+    "/prompts/test/{test_id}",
+    response_model=PromptTestOut | CustomPromptOut,
+    responses={404: {"description": "Unknown test"}},
+)
+def read_prompt_test(
+    session: SessionDep, test_id: Annotated[str, Path(min_length=1, max_length=64)]
+) -> PromptTestOut | CustomPromptOut:
+    """A prompt test's results, once its answers are in (after a 202)."""
+    return prompt_tests.read_test(session, test_id)
+
+
+@write.post(
+    "/test-prompt",
+    response_model=CustomPromptOut,
+    responses={
+        404: {"description": "Unknown event or model"},
+        202: {"model": CustomPromptOut, "description": "Still running; read it by its test_id"},
+        409: {"description": "The event's batch is no longer on the batches topic"},
+    },
+)
+def test_custom_prompt(
+    session: SessionDep, services: ServicesDep, body: CustomPromptIn
+) -> CustomPromptOut:
+    """The event's analysis input through one custom system prompt (the playground)."""
+    return prompt_tests.test_custom_prompt(
+        session, services.commands, services.settings, body, services.settings.prompt_test_wait_s
+    )
 
 
 @read.get("/prompts", response_model=PromptList)

@@ -19,9 +19,11 @@ from projections.tables import (
     DeadLetterRow,
     DetectionRow,
     EnrichmentRow,
+    EvaluationRow,
     EventAnalysisRow,
     Image,
     JobRow,
+    PromptTestRow,
     RetentionCutoffRow,
     SecurityEventRow,
 )
@@ -42,6 +44,8 @@ KEYS = {
     "event_analyses": (EventAnalysisRow.batch_id, EventAnalysisRow.analysis_version),
     "ai_audit": (AuditRow.audit_id,),
     "dead_letters": (DeadLetterRow.dead_letter_id,),
+    "event_evaluations": (EvaluationRow.evaluation_id,),
+    "prompt_tests": (PromptTestRow.test_id,),
 }
 
 
@@ -56,15 +60,26 @@ PROJECTED = {
     "event_analyses": 4,
     "ai_audit": 4,
     "dead_letters": 8,
+    "event_evaluations": 4,
+    "prompt_tests": 4,
 }
 
 
 def deleted_ids(history) -> set[str]:
     """The ids a cleanup of `camera_history`'s facts removes rows of: the image, the batch,
-    the audited call and the requeued dead letter (its pending twin stays)."""
+    the audited call, the requeued dead letter (its pending twin stays), the evaluation and
+    the prompt test."""
     events = [event for _, event in history]
     image, batch, audit, requeued = events[0], events[3], events[7], events[8]
-    return {image.image_id, batch.batch_id, audit.audit_id, str(requeued.event_id)}
+    evaluation, test = events[11], events[12]
+    return {
+        image.image_id,
+        batch.batch_id,
+        audit.audit_id,
+        str(requeued.event_id),
+        evaluation.evaluation_id,
+        test.test_id,
+    }
 
 
 def snapshot(engine) -> dict[str, list[tuple]]:
@@ -160,6 +175,8 @@ def test_cleanup_deletes_what_is_older_than_the_cutoff_and_a_replay_keeps_it_del
         "detections": 2,
         "images": 1,
         "ai_audit": 1,
+        "event_evaluations": 1,
+        "prompt_tests": 1,
         "dead_letters": 1,  # the requeued one; the pending letter stays in its queue
     }
     assert job.result == {

@@ -23,7 +23,13 @@ from tests.factories import closed_batch
 from tests.support import new_camera_id, publish, read_topic, wait_for
 from vigil.devservices.procs import free_port
 
-WORKER_ENV = {"ANALYST_MODEL": "scripted-analyst", "RETRY_BASE_DELAY_S": "0.2"}
+# A call that hangs (a Triton request left behind by a killed worker) is given up and
+# retried after 20 s, not the 2 minutes the real LLM is given.
+WORKER_ENV = {
+    "ANALYST_MODEL": "scripted-analyst",
+    "RETRY_BASE_DELAY_S": "0.2",
+    "ANALYST_TIMEOUT_S": "20",
+}
 
 
 @pytest.fixture(scope="module")
@@ -283,3 +289,54 @@ def test_with_triton_out_of_reach_the_evaluation_fails_with_the_reason_and_no_nu
     assert body["model_contributions"] is None and body["prompt_suggestions"] is None
     assert "AnalystUnavailable" in body["evaluation"]["failures"]["consistency"]
     assert body["evaluation"]["failures"]["coherence"].startswith("not attempted: ")
+
+
+def test_a_prompt_test_compares_the_current_and_a_modified_configuration_and_writes_no_event(
+    services, own_stack, own_producer, own_engine, own_api_client
+):
+    [event_id] = analysed_events(own_producer, own_engine, "prompttest", 1)
+    config = {"system_prompt": "Be brief.", "temperature": 0.2, "max_tokens": 256}
+    reply = own_api_client.post(
+        "/api/ai-audit/prompts/test",
+        json={"model": "nemotron", "event_id": event_id, "config": config},
+    )
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    current, modified = body["current_result"], body["modified_result"]
+    assert (body["event_id"], body["model"], body["status"]) == (event_id, "nemotron", "completed")
+    assert (current["risk_score"], current["risk_level"], current["summary"]) == (
+        42,
+        "medium",
+        "Scripted.",
+    )
+    assert (current["prompt_version"], modified["prompt_version"]) == (1, None)
+    assert modified["risk_score"] == 42 and modified["error"] is None
+    assert body["comparison"] == {
+        "risk_score_diff": 0,
+        "latency_diff_ms": round(modified["latency_ms"] - current["latency_ms"], 1),
+    }
+    assert own_api_client.get(f"/api/ai-audit/prompts/test/{body['test_id']}").json() == body
+    calls = [
+        a
+        for a in read_topic(own_stack.kafka_bootstrap, AI_AUDIT)
+        if isinstance(a, ModelCallAudited) and f"prompt test {body['test_id']}" in a.input_summary
+    ]
+    assert [(c.input_summary.split(":")[0], c.prompt_version) for c in calls] == [
+        (f"prompt test {body['test_id']}, current", 1),
+        (f"prompt test {body['test_id']}, modified", None),
+    ]
+
+    custom = own_api_client.post(
+        "/api/ai-audit/test-prompt",
+        json={"event_id": event_id, "custom_prompt": "Focus on vehicles.", "temperature": 0.0},
+    )
+    assert custom.status_code == 200, custom.text
+    result = custom.json()
+    assert result["result"]["risk_score"] == 42 and result["result"]["reasoning"] == "Scripted."
+    assert result["tokens_used"] == result["result"]["tokens_used"] > 0
+    assert result["latency_ms"] > 0
+    # Neither test wrote a security event or a prompt version.
+    events = own_api_client.get(f"/api/events/{event_id}").json()
+    assert [a["analysis_version"] for a in events["analyses"]] == [1]
+    history = own_api_client.get("/api/ai-audit/prompts/history/nemotron").json()
+    assert history["total"] == 1

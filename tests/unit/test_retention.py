@@ -23,9 +23,9 @@ def data_facts(camera_id: str, at: datetime) -> list:
 
 def test_every_data_fact_before_the_cutoff_of_its_camera_is_forgotten():
     facts = data_facts("front", BEFORE - timedelta(minutes=5))
-    assert len(facts) == 8
-    assert [retention("front").forgets(e) for e in facts] == [True] * 8
-    assert [retention(None).forgets(e) for e in facts] == [True] * 8
+    assert len(facts) == 10
+    assert [retention("front").forgets(e) for e in facts] == [True] * 10
+    assert [retention(None).forgets(e) for e in facts] == [True] * 10
 
 
 def test_facts_after_the_cutoff_or_of_another_camera_are_kept():

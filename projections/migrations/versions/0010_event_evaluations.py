@@ -1,4 +1,4 @@
-"""evaluations of security events
+"""evaluations of security events; prompt tests
 
 Revision ID: 0010
 Revises: 0009
@@ -47,7 +47,20 @@ def upgrade() -> None:
         ["batch_id", "analysis_version", "created_at"],
     )
     op.create_index(op.f("ix_event_evaluations_created_at"), "event_evaluations", ["created_at"])
+    op.create_table(
+        "prompt_tests",
+        sa.Column("test_id", sa.String(length=64), nullable=False),
+        sa.Column("event_id", sa.BigInteger(), nullable=False),
+        sa.Column("batch_id", sa.String(length=64), nullable=False),
+        sa.Column("camera_id", sa.String(length=128), nullable=False),
+        sa.Column("model", sa.String(length=64), nullable=False),
+        sa.Column("outcomes", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("test_id", name=op.f("pk_prompt_tests")),
+    )
+    op.create_index(op.f("ix_prompt_tests_created_at"), "prompt_tests", ["created_at"])
 
 
 def downgrade() -> None:
+    op.drop_table("prompt_tests")
     op.drop_table("event_evaluations")

@@ -8,11 +8,12 @@ import statistics
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from projections.tables import SecurityEventRow
+from projections.tables import AuditRow, SecurityEventRow
 from schemas.jobs import JobRequested
+from schemas.prompts import DEFAULT_PROMPTS
 from schemas.topics import JOBS
 from tests.factories import apply, audited, closed_batch, evaluated, recorded
 from tests.support import new_camera_id, read_topic
@@ -85,7 +86,7 @@ def seeded(own_engine):
         audited(camera, "nemotron", "success", at, latency_ms=1150.0, tokens_in=80),
         audited(camera, "nemotron", "error", at, tokens_in=None, tokens_out=None),
     ]
-    apply(own_engine, *events.values(), *evaluations, *calls)
+    apply(own_engine, DEFAULT_PROMPTS["nemotron"], *events.values(), *evaluations, *calls)
     with Session(own_engine) as session:
         ids = dict(session.execute(select(SecurityEventRow.batch_id, SecurityEventRow.id)).all())
     return {
@@ -269,3 +270,61 @@ def test_a_batch_audit_of_unknown_events_answers_404(own_api_client, seeded):
     )
     assert reply.status_code == 404
     assert reply.json()["detail"] == "events not found: [987654321]"
+
+
+def _audited_calls(engine) -> int:
+    with Session(engine) as session:
+        return session.scalar(select(func.count()).select_from(AuditRow)) or 0
+
+
+CONFIG = {"system_prompt": "Be brief.", "temperature": 0.2, "max_tokens": 256}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("prompts/test", {"event_id": 987654321, "config": CONFIG}, 404),
+        ("prompts/test", {"model": "florence-9", "event_id": 1, "config": CONFIG}, 404),
+        ("prompts/test", {"event_id": 1, "config": {**CONFIG, "temperature": 2.5}}, 422),
+        ("prompts/test", {"event_id": 1, "config": {**CONFIG, "system_prompt": ""}}, 422),
+        ("prompts/test", {"event_id": 1, "days": 7, "config": CONFIG}, 422),
+        ("prompts/test", {"config": CONFIG}, 422),
+        ("prompts/test", {"event_id": 1, "camera_id": "x", "config": CONFIG}, 422),
+        ("prompts/test", {"days": 91, "config": CONFIG}, 422),
+        ("test-prompt", {"event_id": 987654321, "custom_prompt": "Look."}, 404),
+        ("test-prompt", {"event_id": 1, "custom_prompt": "   "}, 422),
+        ("test-prompt", {"event_id": 1, "custom_prompt": "Look.", "temperature": -1}, 422),
+        ("test-prompt", {"event_id": 1, "custom_prompt": "Look.", "max_tokens": 0}, 422),
+        ("test-prompt", {"event_id": 1, "custom_prompt": "Look.", "model": "nope"}, 404),
+    ],
+)
+def test_a_bad_prompt_test_is_refused_before_any_model_is_called(
+    own_api_client, own_engine, seeded, path, body, status
+):
+    before = _audited_calls(own_engine)
+    reply = own_api_client.post(f"/api/ai-audit/{path}", json=body)
+    assert reply.status_code == status, reply.text
+    assert _audited_calls(own_engine) == before
+
+
+def test_a_prompt_test_over_days_starts_a_prompt_replay_job(own_stack, own_api_client, seeded):
+    reply = own_api_client.post(
+        "/api/ai-audit/prompts/test",
+        json={"days": 14, "camera_id": seeded["camera"], "config": CONFIG},
+    )
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert (body["status"], body["days"], body["camera_id"]) == ("pending", 14, seeded["camera"])
+    [job] = [
+        e
+        for e in read_topic(own_stack.kafka_bootstrap, JOBS)
+        if isinstance(e, JobRequested) and e.job_id == body["job_id"]
+    ]
+    assert (job.job_type, job.params) == (
+        "prompt_replay",
+        {"days": 14, "camera_id": seeded["camera"], "model": "nemotron", "candidate": CONFIG},
+    )
+
+
+def test_an_unknown_prompt_test_answers_404(own_api_client):
+    assert own_api_client.get("/api/ai-audit/prompts/test/nope").status_code == 404
