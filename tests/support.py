@@ -327,3 +327,18 @@ def collect_about_letters(
         return bool(ids & set(event.dead_letter_ids))
 
     return [watcher.find(about) for _ in range(count)]
+
+
+def finished_job(engine, job_id: str, timeout: float = 180):
+    """The job's read-model row once it has finished (completed, failed, cancelled, aborted)."""
+    from sqlalchemy.orm import Session
+
+    from projections.tables import JobRow
+    from schemas.jobs import FINISHED
+
+    def done():
+        with Session(engine) as session:
+            job = session.get(JobRow, job_id)
+            return job if job is not None and job.status in FINISHED else None
+
+    return wait_for(done, timeout=timeout, what=f"job {job_id} to finish")

@@ -22,16 +22,15 @@ from projections.tables import (
     EvaluationRow,
     EventAnalysisRow,
     Image,
-    JobRow,
     PromptTestRow,
     RetentionCutoffRow,
     SecurityEventRow,
 )
 from schemas.codec import encode
-from schemas.jobs import FINISHED, RetentionApplied
+from schemas.jobs import RetentionApplied
 from schemas.topics import JOBS
 from tests.factories import camera_history, job_requested
-from tests.support import new_camera_id, publish, read_topic, wait_for
+from tests.support import finished_job, new_camera_id, publish, read_topic, wait_for
 
 # Each table by the id a row is known by first: the entity the row belongs to.
 KEYS = {
@@ -116,15 +115,6 @@ def runner(own_stack, camera_root, tmp_path_factory):
     process.stop()
 
 
-def finished(engine, job_id: str) -> JobRow:
-    def done():
-        with Session(engine) as session:
-            job = session.get(JobRow, job_id)
-            return job if job is not None and job.status in FINISHED else None
-
-    return wait_for(done, timeout=90, what=f"job {job_id} to finish")
-
-
 def test_cleanup_deletes_what_is_older_than_the_cutoff_and_a_replay_keeps_it_deleted(
     own_stack, own_engine, own_producer, projector, runner, camera_root, tmp_path
 ):
@@ -163,7 +153,7 @@ def test_cleanup_deletes_what_is_older_than_the_cutoff_and_a_replay_keeps_it_del
         params={"older_than_days": 30, "camera_id": camera, "delete_images": True},
     )
     publish(own_producer, JOBS.name, request.job_id, encode(request))
-    job = finished(own_engine, request.job_id)
+    job = finished_job(own_engine, request.job_id, timeout=90)
 
     assert job.status == "completed", job.error_message
     per_history = {
@@ -224,7 +214,7 @@ def test_cleanup_deletes_what_is_older_than_the_cutoff_and_a_replay_keeps_it_del
     assert snapshot(own_engine)["images"] == []
     replayed = own_stack.start_app("projector", name="cleanup-projector-replay")
     try:
-        finished(own_engine, request.job_id)
+        finished_job(own_engine, request.job_id, timeout=90)
         rebuilt = wait_for(
             lambda: (s := snapshot(own_engine)) == after and s,
             timeout=90,

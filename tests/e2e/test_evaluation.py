@@ -13,14 +13,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from projections.tables import EvaluationRow, JobRow, SecurityEventRow
+from projections.tables import EvaluationRow, SecurityEventRow
 from schemas.analysis import ModelCallAudited
 from schemas.codec import encode
 from schemas.evaluation import EventEvaluated
-from schemas.jobs import FINISHED
 from schemas.topics import AI_AUDIT, BATCHES
 from tests.factories import closed_batch
-from tests.support import new_camera_id, publish, read_topic, wait_for
+from tests.support import finished_job, new_camera_id, publish, read_topic, wait_for
 from vigil.devservices.procs import free_port
 
 # A call that hangs (a Triton request left behind by a killed worker) is given up and
@@ -82,15 +81,6 @@ def audit_of(own_api_client, event_id: int, status: str = "evaluated") -> dict:
         return body if body["status"] == status else None
 
     return wait_for(shown, timeout=120, what=f"event {event_id}'s evaluation ({status})")
-
-
-def finished(own_engine, job_id: str) -> JobRow:
-    def done():
-        with Session(own_engine) as session:
-            job = session.get(JobRow, job_id)
-            return job if job is not None and job.status in FINISHED else None
-
-    return wait_for(done, timeout=240, what=f"job {job_id} to finish")
 
 
 def evaluations_of_job(own_engine, job_id: str) -> list[EvaluationRow]:
@@ -211,7 +201,7 @@ def test_a_batch_audit_evaluates_every_event_once(
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert (body["queued_count"], body["message"]) == (5, "Batch audit processing queued")
-    job = finished(own_engine, body["job_id"])
+    job = finished_job(own_engine, body["job_id"], timeout=240)
     assert job.status == "completed", job.error_message
     assert job.result["by_status"] == {"evaluated": 5}
     assert (job.result["queued"], job.result["failed"]) == (5, 0)
@@ -233,7 +223,7 @@ def test_a_batch_audit_can_be_aborted_midway(services, own_producer, own_engine,
     )
     reply = own_api_client.post(f"/api/jobs/{job_id}/abort")
     assert reply.status_code in (200, 202), reply.text
-    job = finished(own_engine, job_id)
+    job = finished_job(own_engine, job_id, timeout=240)
     assert job.status == "aborted"
     assert 1 <= len(evaluations_of_job(own_engine, job_id)) < 5
 
@@ -252,7 +242,7 @@ def test_a_batch_audit_survives_a_worker_kill_without_evaluating_an_event_twice(
     services["worker"] = own_stack.start_app(
         "worker", name="evaluation-worker-2", **services["env"]
     )
-    job = finished(own_engine, job_id)
+    job = finished_job(own_engine, job_id, timeout=240)
     assert job.status == "completed", job.error_message
     assert job.result["by_status"] == {"evaluated": 5}
     assert len(evaluations_of_job(own_engine, job_id)) == 5

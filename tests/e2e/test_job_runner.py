@@ -16,9 +16,8 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from projections.tables import JobAttemptRow, JobLogRow, JobProgressRow, JobRow, JobTransitionRow
+from projections.tables import JobAttemptRow, JobLogRow, JobProgressRow, JobTransitionRow
 from schemas.jobs import (
-    FINISHED,
     JobAbortRequested,
     JobCancelRequested,
     JobEvent,
@@ -28,7 +27,7 @@ from schemas.jobs import (
 )
 from schemas.topics import JOBS
 from tests.factories import analysed_batch, apply, job_requested
-from tests.support import new_camera_id, publish, read_topic, wait_for
+from tests.support import finished_job, new_camera_id, publish, read_topic, wait_for
 from vigil.devservices.procs import free_port, wait_until
 
 BASE = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
@@ -69,15 +68,6 @@ def send(own_producer, *events: JobEvent) -> None:
         publish(own_producer, JOBS.name, event.job_id, JOBS.encode(event))
 
 
-def finished(own_engine, job_id: str) -> JobRow:
-    def done():
-        with Session(own_engine) as session:
-            job = session.get(JobRow, job_id)
-            return job if job is not None and job.status in FINISHED else None
-
-    return wait_for(done, timeout=90, what=f"job {job_id} to finish")
-
-
 def rows(own_engine, table, job_id: str, order):
     with Session(own_engine) as session:
         return session.scalars(select(table).where(table.job_id == job_id).order_by(order)).all()
@@ -88,7 +78,7 @@ def test_an_export_runs_to_completion_and_reports_every_step(
 ):
     request = job_requested("export", params={"camera_id": camera, "format": "jsonl"})
     send(own_producer, request)
-    job = finished(own_engine, request.job_id)
+    job = finished_job(own_engine, request.job_id, timeout=90)
     path = data_dir / "exports" / f"{request.job_id}.jsonl"
     assert job.status == "completed", job.error_message
     assert job.result == {
@@ -120,7 +110,7 @@ def test_an_export_runs_to_completion_and_reports_every_step(
 def test_a_job_type_nobody_knows_fails_once_with_the_reason(services, own_producer, own_engine):
     request = job_requested("defragment", params={})
     send(own_producer, request)
-    job = finished(own_engine, request.job_id)
+    job = finished_job(own_engine, request.job_id, timeout=90)
     assert (job.status, job.error_type) == ("failed", "LookupError")
     assert job.error_message == "unknown job type 'defragment'"
     attempts = rows(own_engine, JobAttemptRow, request.job_id, JobAttemptRow.attempt)
@@ -130,7 +120,7 @@ def test_a_job_type_nobody_knows_fails_once_with_the_reason(services, own_produc
 def test_bad_parameters_fail_without_a_retry(services, own_producer, own_engine):
     request = job_requested("export", params={"format": "xml"})
     send(own_producer, request)
-    job = finished(own_engine, request.job_id)
+    job = finished_job(own_engine, request.job_id, timeout=90)
     assert (job.status, job.error_type, job.attempt) == ("failed", "ValidationError", 1)
     assert "format" in job.error_message
 
@@ -140,7 +130,7 @@ def test_after_a_restart_a_cancelled_job_never_starts_and_a_finished_one_never_r
 ):
     done = job_requested("export", params={"camera_id": camera})
     send(own_producer, done)
-    assert finished(own_engine, done.job_id).status == "completed"
+    assert finished_job(own_engine, done.job_id, timeout=90).status == "completed"
     services["runner"].stop()
     pending = job_requested("export", params={"camera_id": camera})
     send(
@@ -149,7 +139,7 @@ def test_after_a_restart_a_cancelled_job_never_starts_and_a_finished_one_never_r
         JobCancelRequested(job_id=pending.job_id, requested_by="alice"),
     )
     services["runner"] = start_runner(own_stack, data_dir)
-    cancelled = finished(own_engine, pending.job_id)
+    cancelled = finished_job(own_engine, pending.job_id, timeout=90)
     assert (cancelled.status, cancelled.started_at) == ("cancelled", None)
     assert rows(own_engine, JobTransitionRow, pending.job_id, JobTransitionRow.id)[-1].reason == (
         "Cancelled by alice"
@@ -165,7 +155,7 @@ def test_after_a_restart_a_cancelled_job_never_starts_and_a_finished_one_never_r
     # The restarted runner read the completed job back and left it alone.
     again = job_requested("export", params={"camera_id": camera})
     send(own_producer, again)
-    assert finished(own_engine, again.job_id).status == "completed"
+    assert finished_job(own_engine, again.job_id, timeout=90).status == "completed"
     # On the topic, as any other service sees it: the finished job ran once.
     events = read_topic(own_stack.kafka_bootstrap, JOBS, done.job_id)
     assert [type(e).__name__ for e in events if not isinstance(e, JobProgressed | JobLogged)] == [
@@ -180,7 +170,7 @@ def test_a_runner_killed_mid_export_hands_the_job_on_and_it_completes_once(
 ):
     clean = job_requested("export", params={"camera_id": camera})
     send(own_producer, clean)
-    expected = finished(own_engine, clean.job_id).result
+    expected = finished_job(own_engine, clean.job_id, timeout=90).result
     # The export's first query waits on a lock: the runner is mid-attempt when it is killed.
     with own_engine.connect() as blocker:
         blocker.execute(text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
@@ -193,7 +183,7 @@ def test_a_runner_killed_mid_export_hands_the_job_on_and_it_completes_once(
         services["runner"].kill()
         blocker.rollback()
     services["runner"] = start_runner(own_stack, data_dir)
-    job = finished(own_engine, request.job_id)
+    job = finished_job(own_engine, request.job_id, timeout=90)
     assert job.status == "completed"
     assert {k: v for k, v in job.result.items() if k != "file_name"} == {
         k: v for k, v in expected.items() if k != "file_name"
@@ -296,7 +286,7 @@ def test_an_export_aborted_midway_ends_aborted_and_leaves_no_file(
             what="the runner to hear the abort",
         )
         blocker.rollback()
-    job = finished(own_engine, request.job_id)
+    job = finished_job(own_engine, request.job_id, timeout=90)
     assert (job.status, job.message) == ("aborted", "Aborted on request")
     assert list((data_dir / "exports").glob(f"*{request.job_id}*")) == []
     logs = rows(own_engine, JobLogRow, request.job_id, JobLogRow.id)

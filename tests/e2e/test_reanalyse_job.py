@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from projections.tables import EventAnalysisRow, JobAttemptRow, JobItemRow, JobLogRow, JobRow
+from projections.tables import EventAnalysisRow, JobAttemptRow, JobItemRow, JobLogRow
 from schemas.analysis import ModelCallAudited, PromptReplayed, SecurityEventRecorded
 from schemas.codec import encode
-from schemas.jobs import FINISHED, JobAbortRequested
+from schemas.jobs import JobAbortRequested
 from schemas.topics import AI_AUDIT, BATCHES, JOBS, SECURITY_EVENTS
 from tests.factories import closed_batch, job_requested
-from tests.support import new_camera_id, publish, read_topic, wait_for
+from tests.support import finished_job, new_camera_id, publish, read_topic, wait_for
 
 
 def start_runner(own_stack):
@@ -107,15 +107,6 @@ def request(own_producer, analysed: dict, start: datetime | None = None) -> str:
     return job.job_id
 
 
-def finished(own_engine, job_id: str) -> JobRow:
-    def done():
-        with Session(own_engine) as session:
-            job = session.get(JobRow, job_id)
-            return job if job is not None and job.status in FINISHED else None
-
-    return wait_for(done, timeout=180, what=f"job {job_id} to finish")
-
-
 def recorded_for(own_stack, job_id: str) -> Counter:
     """Per batch, how many SecurityEventRecorded the job's analyses put on vigil.events."""
     return Counter(
@@ -130,7 +121,7 @@ def test_reanalyse_writes_the_next_version_of_every_event_in_the_range_only(
 ):
     before = {b.batch_id: versions(own_engine, b.batch_id) for b in analysed["in"]}
     job_id = request(own_producer, analysed)
-    job = finished(own_engine, job_id)
+    job = finished_job(own_engine, job_id)
 
     assert job.status == "completed", job.error_message
     assert job.result == {"batches": 3, "reanalysed": 3, "failed": 0, "versions_written": 3}
@@ -162,12 +153,12 @@ def test_a_runner_killed_mid_reanalyse_hands_it_on_and_no_version_is_written_twi
     wait_for(one_done, timeout=120, what="the first batch reanalysed")
     services["runner"].kill()
     services["runner"] = start_runner(own_stack)
-    job = finished(own_engine, job_id)
+    job = finished_job(own_engine, job_id)
     # A last job on the same camera (same partition): once its batch is done, the worker has
     # also worked through every command sent before it, a second attempt's included.
     newest = analysed["in"][-1].started_at
     last = request(own_producer, analysed, start=newest - timedelta(seconds=1))
-    assert finished(own_engine, last).result["reanalysed"] == 1
+    assert finished_job(own_engine, last).result["reanalysed"] == 1
 
     assert job.status == "completed", job.error_message
     assert (job.result["batches"], job.result["reanalysed"], job.result["versions_written"]) == (
@@ -197,7 +188,7 @@ def test_an_abort_stops_a_reanalyse_midway_and_says_how_far_it_got(
     )
     abort = JobAbortRequested(job_id=job_id, requested_by="test")
     publish(own_producer, JOBS.name, job_id, encode(abort))
-    job = finished(own_engine, job_id)
+    job = finished_job(own_engine, job_id)
 
     assert job.status == "aborted"
     with Session(own_engine) as session:
@@ -232,7 +223,7 @@ def test_a_prompt_replay_compares_the_candidate_on_each_batch_and_writes_no_even
         params={"days": 1, "camera_id": other.camera_id, "candidate": candidate},
     )
     publish(own_producer, JOBS.name, job.job_id, encode(job))
-    done = finished(own_engine, job.job_id)
+    done = finished_job(own_engine, job.job_id)
 
     assert done.status == "completed", done.error_message
     [row] = done.result["events"]

@@ -328,3 +328,28 @@ def test_a_prompt_test_over_days_starts_a_prompt_replay_job(own_stack, own_api_c
 
 def test_an_unknown_prompt_test_answers_404(own_api_client):
     assert own_api_client.get("/api/ai-audit/prompts/test/nope").status_code == 404
+
+
+def test_an_event_whose_batch_left_the_topic_cannot_be_evaluated_or_tested(
+    own_api_client, own_engine, seeded
+):
+    """The seeded events' batches were never put on this module's batches topic."""
+    event_id = seeded["ids"]["E"]
+    before = _audited_calls(own_engine)
+    reply = own_api_client.post(f"/api/ai-audit/events/{event_id}/evaluate")
+    assert reply.status_code == 409, reply.text
+    assert reply.json()["detail"].endswith(
+        "is no longer on the batches topic, so its analysis cannot be run again"
+    )
+    tested = own_api_client.post(
+        "/api/ai-audit/prompts/test", json={"event_id": event_id, "config": CONFIG}
+    )
+    assert tested.status_code == 409, tested.text
+    assert _audited_calls(own_engine) == before
+
+
+def test_an_evaluated_event_is_answered_as_it_is_without_a_model_call(own_api_client, seeded):
+    event_id = seeded["ids"]["A"]
+    reply = own_api_client.post(f"/api/ai-audit/events/{event_id}/evaluate")
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == own_api_client.get(f"/api/ai-audit/events/{event_id}").json()
