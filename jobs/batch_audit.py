@@ -3,10 +3,10 @@
 The API resolves the events (the ids asked for and those the filters match) when the job
 is requested, so every attempt works on the same list. The job reads each event's batch
 back from `vigil.batches` (the analysis input the evaluation re-runs: `analysis_inputs`)
-and sends the commands to the evaluator two at a time (`jobs.replay.fan_out`): an abort stops between
-them, and an attempt after a crash sends only the events not evaluated yet. An evaluation's
-id is derived from the job, the batch and the analysis version, so a command delivered
-twice (a worker killed mid-way) is evaluated once.
+and sends the commands to the evaluator two at a time (`jobs.replay.fan_out`): an abort
+stops between them, and an attempt after a crash sends only the events not evaluated yet.
+An evaluation's id is derived from the job, the batch and the analysis version, so a
+command delivered twice (a worker killed mid-way) is evaluated once.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from projections.tables import (
     Image,
     JobItemRow,
     PromptReplayRow,
+    PromptTestRow,
     PromptVersionRow,
     SecurityEventRow,
 )
