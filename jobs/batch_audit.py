@@ -28,6 +28,7 @@ from schemas.topics import EVALUATION_COMMANDS
 # Evaluations in flight at once: each is several LLM calls, so an abort waits for at most
 # this many.
 IN_FLIGHT = 2
+# The statuses of an evaluation that measured something: it stands unless `force`.
 SETTLED = ("evaluated", "partial")
 
 

@@ -30,6 +30,7 @@ from api.audit_models import (
     Recommendations,
     TokenUsage,
 )
+from jobs.batch_audit import SETTLED
 from projections.tables import (
     AuditRow,
     DetectionRow,
@@ -74,7 +75,7 @@ def evaluation_by_id(session: Session, evaluation_id: str) -> EvaluationRow | No
 
 def is_settled(row: EvaluationRow | None) -> bool:
     """An evaluation that measured something: answered as it is unless forced."""
-    return row is not None and row.status in ("evaluated", "partial")
+    return row is not None and row.status in SETTLED
 
 
 def event_audit(event: SecurityEventRow, row: EvaluationRow | None) -> EventAuditOut:
@@ -140,7 +141,7 @@ def window_evaluations(
     """Each event's newest evaluation made since `start` that measured something."""
     query = (
         select(EvaluationRow)
-        .where(EvaluationRow.created_at >= start, EvaluationRow.status != "failed")
+        .where(EvaluationRow.created_at >= start, EvaluationRow.status.in_(SETTLED))
         .order_by(EvaluationRow.batch_id, EvaluationRow.created_at.desc(), EvaluationRow.id.desc())
         .ext(distinct_on(EvaluationRow.batch_id))
     )
