@@ -59,6 +59,7 @@ async def follow_topic(
             while not stop.is_set():
                 if caught_up is not None and not caught_up.is_set():
                     if all(positions.get(p, 0) >= end for p, end in ends.items()):
+                        log.info("%s: caught up at %s", spec.name, ends)
                         caught_up.set()
                 batches = await consumer.getmany(timeout_ms=500)
                 for tp, records in batches.items():

@@ -228,12 +228,6 @@ def test_a_batch_audit_can_be_aborted_midway(services, own_producer, own_engine,
     assert 1 <= len(evaluations_of_job(own_engine, job_id)) < 5
 
 
-@pytest.mark.xfail(
-    reason="known bug, open in issue 9: after a SIGKILL the new worker's evaluator agent can "
-    "stall after its first command (seen with --randomly-seed=902683402); no duplicate was "
-    "ever seen, but the job does not finish",
-    strict=False,
-)
 def test_a_batch_audit_survives_a_worker_kill_without_evaluating_an_event_twice(
     services, own_stack, own_producer, own_engine, own_api_client
 ):
