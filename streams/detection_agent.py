@@ -4,7 +4,7 @@
 detector under the retry policy; publish its detections, or give the image up (bad input
 at once, a detector that stays down after the retries). `on_reprocess` does the same for a
 reprocess job's command, with the detector the command names, once per job and image.
-`register` is the two Faust loops.
+`register` is the two Faust loops; images are detected several at a time (`InFlight`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from schemas.images import ImageReceived
 from schemas.topics import DETECTION_COMMANDS, DETECTIONS, IMAGES
 from streams.detector import Detector, DetectorResult
 from streams.images import read_image
+from streams.in_flight import InFlight
 from streams.retry import RetryExhausted, RetryPolicy, call_with_retry
 from streams.stage import Failure, Outcome, Publish, Stage
 from streams.wiring import Wiring, received
@@ -125,16 +126,17 @@ def register(
 
     @wiring.app.agent(wiring.topic(IMAGES))
     async def detect_images(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            source = received(event)
-            image = await stage.decode(source)
-            if not isinstance(image, ImageReceived):
-                continue
-            outcome = await stage.handle(
-                source, image, partial(on_image, image, detected[image.image_id], deps)
-            )
-            if outcome.state:
-                await detected.put(image.image_id, True)
+        async with InFlight(
+            stage, settings.detection_in_flight, detected.__getitem__, detected.put
+        ) as window:
+            async for event in stream.noack().events():
+                source = received(event)
+                image = await stage.decode(source)
+                if not isinstance(image, ImageReceived):
+                    await window.skip(event.ack)
+                    continue
+                handle = partial(on_image, image, detected[image.image_id], deps)
+                await window.submit(event.ack, source, image, image.image_id, handle)
 
     # "<job_id>/<image_id>" -> True once that job's detections of the image are published.
     reprocessed = wiring.table("reprocessed-images", default=bool)

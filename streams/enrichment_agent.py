@@ -29,6 +29,7 @@ from schemas.envelope import Message
 from schemas.topics import DETECTIONS, ENRICHMENT_COMMANDS, ENRICHMENTS
 from streams.enricher import Enricher, EnricherResult
 from streams.images import read_image
+from streams.in_flight import InFlight
 from streams.retry import RetryExhausted, RetryPolicy, call_with_retry
 from streams.stage import Failure, Outcome, Publish, Stage
 from streams.wiring import Wiring, received
@@ -130,9 +131,13 @@ def register(wiring: Wiring, enricher: Enricher, policy: RetryPolicy) -> None:
 
     @wiring.app.agent(wiring.topic(DETECTIONS, ENRICHMENT_COMMANDS))
     async def enrich(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            source = received(event)
-            message = await stage.decode(source)
-            # A reprocess job's detections are kept beside the image's, not enriched.
-            if message is not None and type(message) in HANDLERS:
-                await stage.handle(source, message, partial(HANDLERS[type(message)], message, deps))
+        async with InFlight(stage, settings.enrichment_in_flight) as window:
+            async for event in stream.noack().events():
+                source = received(event)
+                message = await stage.decode(source)
+                # A reprocess job's detections are kept beside the image's, not enriched.
+                if message is None or type(message) not in HANDLERS:
+                    await window.skip(event.ack)
+                    continue
+                handle = partial(HANDLERS[type(message)], message, deps)
+                await window.submit(event.ack, source, message, None, handle)

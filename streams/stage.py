@@ -116,11 +116,15 @@ class Stage:
             return None
 
     async def handle(self, received: Received, message: Message, handle: Handle) -> Outcome:
-        """Run the handler and publish what it decided; the outcome, to record its state.
+        """Run the handler and publish what it decided; the outcome, to record its state."""
+        outcome = await self.decide(message, handle)
+        await self.emit(received, message, outcome)
+        return outcome
 
-        What the handler raises is unexpected (it returns the failures it expects): that is
-        dead-lettered too, with its type and text, and nothing is recorded.
-        """
+    async def decide(self, message: Message, handle: Handle) -> Outcome:
+        """What the handler decided. What it raises is unexpected (it returns the failures it
+        expects): that is an outcome that dead-letters the input with the error's type and
+        text, and records nothing."""
         try:
             outcome = handle()
             if inspect.isawaitable(outcome):
@@ -128,7 +132,6 @@ class Stage:
         except Exception as exc:
             log.exception("%s: unexpected failure on %s", self.name, type(message).__name__)
             outcome = Outcome(failure=Failure(exc))
-        await self.emit(received, message, outcome)
         return outcome
 
     async def emit(self, received: Received, message: Message, outcome: Outcome) -> None:

@@ -78,8 +78,15 @@ class DurableTable(faust.Table):
         self._unacknowledged.append(sent)
         return sent
 
-    async def put(self, key: str, value) -> None:
-        self[key] = value
+    async def put(self, key: str, value, partition: int | None = None) -> None:
+        """Set `key` and wait for its changelog record. `partition`: the source partition
+        the key belongs to, for a write made outside the agent's stream iteration (Faust
+        otherwise takes it from the event being iterated)."""
+        if partition is None:
+            self[key] = value
+        else:
+            self.data[key] = value
+            self.send_changelog(partition, key, value)
         pending, self._unacknowledged = self._unacknowledged, []
         for sent in pending:
             await sent

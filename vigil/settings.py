@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     evaluation_repeats: int = Field(default=2, ge=2, le=10)
     evaluation_max_tokens: int = Field(default=384, ge=64, le=4096)
 
+    # Messages a worker's detection agent keeps in flight through the detector at once (their
+    # detections are still published in the order the images came).
+    detection_in_flight: int = Field(default=4, ge=1, le=64)
+    # The same for the enrichment agent and the vision model.
+    enrichment_in_flight: int = Field(default=4, ge=1, le=64)
+
     batch_window_s: float = Field(default=90.0, gt=0)
     batch_idle_s: float = Field(default=30.0, gt=0)
     batch_max_size: int = Field(default=500, ge=1)

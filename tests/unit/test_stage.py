@@ -12,11 +12,7 @@ from streams.errors import InvalidImage
 from streams.retry import RetryExhausted
 from streams.stage import Failure, Outcome, Publish, Received, Stage
 from tests.factories import detections_event, image_event
-
-
-class Published(list):
-    async def __call__(self, item: Publish) -> None:
-        self.append(item)
+from tests.fakes import Published
 
 
 def _stage() -> tuple[Stage, Published]:
