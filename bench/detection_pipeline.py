@@ -1,7 +1,9 @@
 """Detection benchmark: Triton alone vs the whole path, measured in one run.
 
-Baseline: the detector called directly through Triton, one image at a time.
-Whole path: files dropped into a camera folder -> watcher -> Kafka -> detection
+Baseline: the detector called directly through Triton at its best: the same images sent
+with 1, 2, 4 and 8 requests in flight, each level reported, and the fastest taken (with the
+CPU models' instances and intra-op threads as the project configures them for this machine,
+reported beside it). Whole path: files dropped into a camera folder -> watcher -> Kafka -> detection
 agent -> Triton -> Kafka -> projector -> Postgres, timed from each file's arrival
 (its rename into the folder) to its first detection row.
 """
@@ -30,18 +32,38 @@ def _variants(samples: list[Path], count: int) -> list[bytes]:
     return [blobs[i % len(blobs)] + f"\n#vigil-bench-{i}".encode() for i in range(count)]
 
 
-async def _triton_alone(stack: Stack, model: str, images: list[bytes]) -> list[float]:
-    detector = TritonDetector(stack.triton_url, model)
-    await detector.detect(images[0])  # warm-up
-    latencies = []
-    try:
-        for image in images:
+IN_FLIGHT = (1, 2, 4, 8)
+
+
+async def _triton_at(detector: TritonDetector, images: list[bytes], in_flight: int) -> dict:
+    """Every image through the detector with `in_flight` requests outstanding at a time."""
+    queue = list(reversed(images))
+    latencies: list[float] = []
+
+    async def sender() -> None:
+        while queue:
+            image = queue.pop()
             started = time.perf_counter()
             await detector.detect(image)
             latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(in_flight)))
+    elapsed = time.perf_counter() - started
+    return {
+        "in_flight": in_flight,
+        "images_per_s": round(len(images) / elapsed, 2),
+        "p50_ms": round(statistics.median(latencies) * 1000, 1),
+    }
+
+
+async def _triton_alone(stack: Stack, model: str, images: list[bytes]) -> list[dict]:
+    detector = TritonDetector(stack.triton_url, model)
+    try:
+        await asyncio.gather(*(detector.detect(image) for image in images[:8]))  # warm-up
+        return [await _triton_at(detector, images, n) for n in IN_FLIGHT]
     finally:
         await detector.close()
-    return latencies
 
 
 def _whole_path(stack: Stack, images: list[bytes], camera_root: Path, timeout: float) -> dict:
@@ -92,6 +114,10 @@ def run(state_dir: Path, count: int = 60, bursts: int = 8) -> dict:
         samples = [p for p in sample_images() if p.suffix.lower() in {".jpg", ".jpeg"}]
         images = _variants(samples, count)
         model = stack.settings().detector_model
+        # None when the stack uses a Triton of its own (TRITON_URL), configured as it is.
+        stack_plan = (
+            stack.triton.cpu_plan.as_dict() if stack.triton and stack.triton.cpu_plan else None
+        )
         alone = asyncio.run(_triton_alone(stack, model, images))
         camera_root = state_dir / "cameras"
         camera_root.mkdir(parents=True, exist_ok=True)
@@ -105,17 +131,20 @@ def run(state_dir: Path, count: int = 60, bursts: int = 8) -> dict:
         events = measure(stack, state_dir / "event-cameras", _variants(samples, bursts * 3), bursts)
     finally:
         stack.stop()
-    alone_rate = len(alone) / sum(alone)
+    best = max(alone, key=lambda level: level["images_per_s"])
+    alone_rate = best["images_per_s"]
     path_rate = path["completed"] / path["elapsed_s"] if path["elapsed_s"] else 0.0
     latencies = path["latencies_s"] or [float("nan")]
     return {
         "images": count,
         "detector_model": model,
-        "triton_alone_images_per_s": round(alone_rate, 2),
-        "triton_alone_p50_ms": round(statistics.median(alone) * 1000, 1),
+        "triton_cpu_plan": stack_plan,
+        "triton_alone": alone,
+        "triton_alone_best_images_per_s": alone_rate,
+        "triton_alone_best_in_flight": best["in_flight"],
         "whole_path_images_per_s": round(path_rate, 2),
         "whole_path_completed": path["completed"],
-        "ratio_whole_path_to_triton": round(path_rate / alone_rate, 3),
+        "ratio_whole_path_to_triton_best": round(path_rate / alone_rate, 3),
         "e2e_latency_p50_s": round(_percentile(latencies, 0.5), 3),
         "e2e_latency_p99_s": round(_percentile(latencies, 0.99), 3),
         "watcher_settle_s": float(SETTLE_ENV["FILE_STABLE_S"]),

@@ -31,6 +31,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vigil.devservices.cpu_models import CpuPlan, configured_repository, cpu_plan
 from vigil.devservices.procs import (
     REPO_ROOT,
     ManagedProcess,
@@ -132,6 +133,8 @@ class TritonService:
     argv: list[str] = field(repr=False)
     env: dict[str, str] = field(repr=False)
     state_dir: Path
+    # How the CPU models share the cores (None: a repository of the caller's, served as is).
+    cpu_plan: CpuPlan | None = None
     timeout: float = READY_TIMEOUT
     process: ManagedProcess | None = None
 
@@ -175,11 +178,22 @@ def start_triton(
     model_repository: Path = MODEL_REPOSITORY,
     extra_repositories: tuple[Path, ...] = (),
     timeout: float = READY_TIMEOUT,
+    cpu: CpuPlan | None = None,
 ) -> TritonService:
-    """Start tritonserver serving `models` (default: centernet) and wait until they are ready."""
+    """Start tritonserver serving `models` (default: centernet) and wait until they are ready.
+
+    The project's own repository is served with its CPU models configured for `cpu`
+    (default: `cpu_plan()`, from this machine's cores and the TRITON_CPU_* variables)."""
     models = list(models or ["centernet"])
     layout = _layout(ensure_triton_venv())
     state_dir.mkdir(parents=True, exist_ok=True)
+    if model_repository == MODEL_REPOSITORY:
+        cpu = cpu or cpu_plan()
+        model_repository = configured_repository(
+            MODEL_REPOSITORY, state_dir / "model-repository", cpu
+        )
+    else:
+        cpu = None
     http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
     argv = [
         str(layout.server),
@@ -220,6 +234,7 @@ def start_triton(
         argv=argv,
         env=env,
         state_dir=state_dir,
+        cpu_plan=cpu,
         timeout=timeout,
     )
     service.start()
