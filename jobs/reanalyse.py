@@ -1,7 +1,7 @@
 """The reanalyse job: run the closed batches of a time range through the risk analysis again,
 with the current prompt version, by replaying the batches topic.
 
-The job reads the range back from `vigil.batches` (`jobs.replay.read_range`) and keeps the
+The job reads the range back from `vigil.batches` (`schemas.reading.read_range`) and keeps the
 batches closed that started in it (the camera's, when one is given), each once. It sends
 them to the workers as `ReanalyseBatch` commands, chunk by chunk (`jobs.replay.fan_out`);
 the analysis stage, which owns every batch's analysis versions, analyses each once per job

@@ -1,8 +1,7 @@
 """What the reprocessing jobs share: reading a time range of a topic back, and fanning its
 items out to the workers as commands, chunk by chunk.
 
-`read_range` finds the range by message timestamp (`offsets_for_times`, with some slack
-either side) and reads each partition from there to where it ended when the read began.
+`schemas.reading.read_range` reads the range back (by message time).
 `fan_out` sends the commands of one chunk, waits until the projector shows every item of
 the chunk done or failed (`job_items`), then sends the next: an abort stops between
 chunks, and a new attempt after a crash sends only the items not done yet.
@@ -11,13 +10,10 @@ chunks, and a new attempt after a crash sends only the items not done yet.
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,14 +21,10 @@ from sqlalchemy.orm import Session
 from jobs.context import Aborted, JobContext, Outgoing
 from projections.tables import JobItemRow
 from schemas.batches import BatchClosed
-from schemas.codec import UndecodableMessage, decode
+from schemas.reading import Read, read_range
 from schemas.topics import BATCHES, TopicSpec
 
 CHUNK = 20
-# A message is produced right after its event is made; this much either side covers clocks
-# and queues when a range is looked up by message time.
-SLACK = timedelta(minutes=5)
-READ_TIMEOUT_S = 120.0
 # A chunk with no item finished for this long fails the attempt (the next one resumes).
 STALL_S = 300.0
 
@@ -68,59 +60,6 @@ class TimeRange(BaseModel):
     def describe(self) -> str:
         scope = f"camera {self.camera_id}" if self.camera_id else "every camera"
         return f"{scope} from {self.start.isoformat()} to {self.end.isoformat()}"
-
-
-@dataclass
-class Read:
-    undecodable: int = 0
-
-
-def read_range(
-    bootstrap_servers: str, topic: TopicSpec, start: datetime, end: datetime, read: Read
-) -> Iterator[Any]:
-    """The decoded messages of `topic` produced around [start, end], in order per partition,
-    up to where each partition ended when the read began; `read` counts those that could
-    not be decoded."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"vigil-replay-{uuid.uuid4().hex}",  # assigned, never committed
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        partitions = consumer.list_topics(topic.name, timeout=10).topics[topic.name].partitions
-        since = int((start - SLACK).timestamp() * 1000)
-        until = int((end + SLACK).timestamp() * 1000)
-        starts = consumer.offsets_for_times(
-            [TopicPartition(topic.name, p, since) for p in partitions], timeout=10
-        )
-        ends: dict[int, int] = {}
-        assigned = []
-        for tp in starts:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            if 0 <= tp.offset < high:  # -1: nothing at or after `since`
-                ends[tp.partition] = high
-                assigned.append(tp)
-        consumer.assign(assigned)
-        deadline = time.monotonic() + READ_TIMEOUT_S
-        while ends:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic.name} partitions {sorted(ends)} not read in time")
-            for message in consumer.consume(num_messages=500, timeout=1.0):
-                if message.error() is not None or message.partition() not in ends:
-                    continue
-                if message.offset() + 1 >= ends[message.partition()]:
-                    del ends[message.partition()]
-                if message.timestamp()[1] > until:
-                    ends.pop(message.partition(), None)
-                    continue
-                try:
-                    yield decode(topic, message.value())
-                except UndecodableMessage:
-                    read.undecodable += 1
-    finally:
-        consumer.close()
 
 
 def batches_by_id(

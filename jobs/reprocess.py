@@ -1,7 +1,7 @@
 """The reprocess_detection job: run a camera's images of a time range through another
 detector (model, or version), by replaying the images topic.
 
-The job reads the range back from `vigil.images` (`jobs.replay.read_range`) and keeps the
+The job reads the range back from `vigil.images` (`schemas.reading.read_range`) and keeps the
 images that arrived in it (the camera's, when one is given), each once. It sends them to
 the workers as `ReprocessDetection` commands, chunk by chunk (`jobs.replay.fan_out`); a
 worker runs each through the named detector once per job and image and publishes

@@ -11,7 +11,7 @@ import hashlib
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,7 +105,8 @@ class FolderWatcher:
 
     A file is complete once its size and mtime have not changed for
     `stable_s` seconds. Content already reported for the same camera is not
-    reported again (a re-dropped or copied file); `remember` bounds that memory.
+    reported again (a re-dropped or copied file); `remember` bounds that memory, and
+    `recall` fills it with what was reported before this watcher started.
     """
 
     def __init__(self, root: Path, stable_s: float, remember: int = 100_000) -> None:
@@ -166,6 +167,27 @@ class FolderWatcher:
             sha256=digest,
             modified_at=datetime.fromtimestamp(found.mtime_ns / 1e9, UTC),
         )
+
+    def oldest_file(self) -> datetime | None:
+        """When the oldest candidate file now in the camera folders was last written (None:
+        there is none): nothing before it can have been announced of what is there."""
+        oldest = min(
+            (found.mtime_ns for found in scan(self.root) if isinstance(found, FoundFile)),
+            default=None,
+        )
+        return None if oldest is None else datetime.fromtimestamp(oldest / 1e9, UTC)
+
+    def recall(self, announced: Iterable[tuple[str, str]]) -> int:
+        """Count the (camera_id, sha256) pairs of `announced` as reported already (what the
+        images topic holds from before this watcher started); how many were new to it."""
+        added = 0
+        for key in announced:
+            if key not in self._seen:
+                self._seen[key] = None
+                added += 1
+        while len(self._seen) > self._remember:
+            self._seen.popitem(last=False)
+        return added
 
     def retry_later(self, upload: CompleteUpload) -> None:
         """Report `upload` again on a later poll (publishing it failed)."""

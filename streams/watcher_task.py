@@ -3,7 +3,9 @@
 `announcements` decides what a poll's findings become: an `ImageReceived` per complete
 upload, and a dead letter for each path refused before it reached any topic (a link out
 of the camera root). The Faust timer only polls, publishes them in order, and asks the
-watcher to report again the uploads it could not publish.
+watcher to report again the uploads it could not publish. When it starts (or leads again),
+it first reads back from the images topic what was announced of the files in the folders,
+so a restart announces nothing twice (`recall_announced`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from schemas.images import ImageReceived, image_id_for
+from schemas.reading import Read, read_range
 from schemas.topics import DEAD_LETTER_TOPICS, IMAGES
 from streams.dead_letters import dead_letter
 from streams.stage import Publish
@@ -62,16 +67,43 @@ def announcements(
     return found
 
 
+def announced_since(bootstrap: str, since: datetime) -> Iterator[tuple[str, str]]:
+    """(camera_id, sha256) of every image announced on the images topic since `since`."""
+    for message in read_range(bootstrap, IMAGES, since, datetime.now(UTC), Read()):
+        if isinstance(message, ImageReceived):
+            yield message.camera_id, message.sha256
+
+
+def recall_announced(watcher: FolderWatcher, bootstrap: str) -> int:
+    """Make `watcher` know what was announced of the files now in the camera folders (by
+    any earlier watcher: this worker before a restart, or another that led the group), so
+    that none of them is announced again. How many it learnt."""
+    since = watcher.oldest_file()
+    return 0 if since is None else watcher.recall(announced_since(bootstrap, since))
+
+
 def register(wiring: Wiring) -> None:
     settings = wiring.settings
     watcher = FolderWatcher(settings.camera_root, settings.file_stable_s)
     producer = f"{settings.worker_id}/watcher"
+    # A tick this long after the last one means the watcher was not running (not the leader,
+    # or not started): what was announced meanwhile is read back before the next poll.
+    resume_after_s = max(10.0, 5 * settings.watch_interval_s)
+    last_tick: float | None = None
 
     # One watcher per consumer group: only the leader scans the folders.
     @wiring.app.timer(settings.watch_interval_s, on_leader=True)
     async def watch_camera_folders() -> None:
+        nonlocal last_tick
         # A timer that raises stops the whole Faust app: this one logs and tries next tick.
         try:
+            now = time.monotonic()
+            if last_tick is None or now - last_tick > resume_after_s:
+                learnt = await asyncio.to_thread(
+                    recall_announced, watcher, settings.kafka_bootstrap_servers
+                )
+                log.info("watcher resumed; %d images announced before will not be again", learnt)
+            last_tick = now
             uploads, rejected = await asyncio.to_thread(watcher.poll, time.monotonic())
             found = announcements(uploads, rejected, producer)
             for index, (finding, item) in enumerate(found):

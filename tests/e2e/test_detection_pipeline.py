@@ -4,6 +4,7 @@ Triton -> Kafka -> projector -> Postgres -> API."""
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from schemas.codec import encode
 from schemas.images import ImageReceived, image_id_for
 from schemas.topics import IMAGES
 from streams.watcher import sha256_of
-from tests.support import drop, new_camera_id, publish, wait_for
+from tests.support import drop, new_camera_id, publish, read_topic, variant, wait_for
 
 PIPELINE_ENV = {
     "FILE_STABLE_S": "0.5",
@@ -32,13 +33,17 @@ def camera_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def pipeline(stack, camera_root):
+    """The worker and the projector, by role (a test may replace the worker)."""
     env = {"CAMERA_ROOT": str(camera_root), **PIPELINE_ENV}
-    worker = stack.start_app("worker", name="e2e-worker", **env)
-    projector = stack.start_app("projector", name="e2e-projector", **env)
-    yield worker, projector
-    for process in (projector, worker):
-        process.stop()
-        stack.apps.remove(process)
+    processes = {
+        "env": env,
+        "worker": stack.start_app("worker", name="e2e-worker", **env),
+        "projector": stack.start_app("projector", name="e2e-projector", **env),
+    }
+    yield processes
+    for role in ("projector", "worker"):
+        processes[role].stop()
+        stack.apps.remove(processes[role])
 
 
 def detections_for(api_client, camera_id: str) -> list[dict]:
@@ -119,6 +124,44 @@ def test_same_photo_dropped_twice_is_detected_once(
     assert sorted(r["id"] for r in bus_rows) == sorted(r["id"] for r in once)
 
 
+def test_a_restarted_worker_announces_nothing_twice(
+    stack, pipeline, camera_root, api_client, samples
+):
+    camera_id = new_camera_id("restart")
+    before = [variant(samples, "bus.jpg", n) for n in range(3)]
+    for n, data in enumerate(before):
+        drop(camera_root, camera_id, f"before-{n}.jpg", data)
+    wait_for(
+        lambda: len({r["file_path"] for r in detections_for(api_client, camera_id)}) == 3,
+        timeout=120,
+        what="the first three photos detected",
+    )
+    old = pipeline["worker"]
+    old.stop()
+    stack.apps.remove(old)
+    pipeline["worker"] = stack.start_app("worker", name="e2e-worker-restarted", **pipeline["env"])
+    # The same photos again under other names, and one new photo.
+    for n, data in enumerate(before):
+        drop(camera_root, camera_id, f"again-{n}.jpg", data)
+    drop(camera_root, camera_id, "new.jpg", variant(samples, "zidane.jpg", 99))
+    wait_for(
+        lambda: any(
+            r["file_path"].endswith("new.jpg") for r in detections_for(api_client, camera_id)
+        ),
+        timeout=120,
+        what="the new photo detected by the restarted worker",
+    )
+    announced = Counter(
+        message.sha256
+        for message in read_topic(stack.kafka_bootstrap, IMAGES, key=camera_id)
+        if isinstance(message, ImageReceived)
+    )
+    assert sorted(announced.values()) == [1, 1, 1, 1]
+    assert set(announced) == {
+        sha256_of(camera_root / camera_id / f"before-{n}.jpg") for n in range(3)
+    } | {sha256_of(camera_root / camera_id / "new.jpg")}
+
+
 @pytest.mark.parametrize(
     ("name", "content", "error_type", "reason"),
     [
@@ -130,7 +173,7 @@ def test_same_photo_dropped_twice_is_detected_once(
 def test_bad_files_are_dead_lettered_and_the_worker_carries_on(
     pipeline, camera_root, api_client, engine, samples, name, content, error_type, reason
 ):
-    worker, _ = pipeline
+    worker = pipeline["worker"]
     camera_id = new_camera_id("bad")
     if content is None:
         whole = samples["bus.jpg"].read_bytes()

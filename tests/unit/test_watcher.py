@@ -1,6 +1,14 @@
 import os
+from datetime import UTC, datetime
 
-from streams.watcher import CompleteUpload, FolderWatcher, Rejected, is_candidate, scan
+from streams.watcher import (
+    CompleteUpload,
+    FolderWatcher,
+    Rejected,
+    is_candidate,
+    scan,
+    sha256_of,
+)
 
 
 def _write(path, data=b"\xff\xd8\xff jpeg"):
@@ -95,3 +103,24 @@ def test_upload_that_could_not_be_published_is_reported_again(tmp_path):
     watcher.retry_later(upload)
     again, _ = watcher.poll(now=2.0)
     assert [(u.path, u.sha256) for u in again] == [(upload.path, upload.sha256)]
+
+
+def test_a_restarted_watcher_that_recalls_the_announcements_reports_only_new_content(tmp_path):
+    old = _write(tmp_path / "cam" / "a.jpg")
+    _write(tmp_path / "cam" / "b.jpg", b"\xff\xd8\xff other")
+    os.utime(old, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    restarted = FolderWatcher(tmp_path, stable_s=0)
+    assert restarted.oldest_file() == datetime.fromtimestamp(1_700_000_000, UTC)
+    # What the images topic says was announced: a.jpg of this camera, and the same bytes
+    # from another camera (which does not count for this one).
+    announced = [("cam", sha256_of(old)), ("other", sha256_of(old))]
+    assert restarted.recall(announced) == 2
+    assert restarted.recall(announced) == 0
+    uploads, _ = restarted.poll(now=0.0)
+    assert [u.path.name for u in uploads] == ["b.jpg"]
+
+
+def test_an_empty_camera_root_has_no_oldest_file(tmp_path):
+    (tmp_path / "cam").mkdir()
+    _write(tmp_path / "cam" / "notes.txt")
+    assert FolderWatcher(tmp_path, stable_s=0).oldest_file() is None

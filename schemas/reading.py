@@ -1,0 +1,79 @@
+"""Reading one of our topics back by message time, outside any consumer group.
+
+`read_range` finds the range by message timestamp (`offsets_for_times`, with some slack
+either side) and reads each partition from there to where it ended when the read began.
+The reprocessing jobs read their ranges with it, and the watcher what it announced before
+a restart.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from schemas.codec import UndecodableMessage, decode
+from schemas.topics import TopicSpec
+
+# A message is produced right after its event is made; this much either side covers clocks
+# and queues when a range is looked up by message time.
+SLACK = timedelta(minutes=5)
+READ_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Read:
+    undecodable: int = 0
+
+
+def read_range(
+    bootstrap_servers: str, topic: TopicSpec, start: datetime, end: datetime, read: Read
+) -> Iterator[Any]:
+    """The decoded messages of `topic` produced around [start, end], in order per partition,
+    up to where each partition ended when the read began; `read` counts those that could
+    not be decoded."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"vigil-replay-{uuid.uuid4().hex}",  # assigned, never committed
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic.name, timeout=10).topics[topic.name].partitions
+        since = int((start - SLACK).timestamp() * 1000)
+        until = int((end + SLACK).timestamp() * 1000)
+        starts = consumer.offsets_for_times(
+            [TopicPartition(topic.name, p, since) for p in partitions], timeout=10
+        )
+        ends: dict[int, int] = {}
+        assigned = []
+        for tp in starts:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if 0 <= tp.offset < high:  # -1: nothing at or after `since`
+                ends[tp.partition] = high
+                assigned.append(tp)
+        consumer.assign(assigned)
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while ends:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic.name} partitions {sorted(ends)} not read in time")
+            for message in consumer.consume(num_messages=500, timeout=1.0):
+                if message.error() is not None or message.partition() not in ends:
+                    continue
+                if message.offset() + 1 >= ends[message.partition()]:
+                    del ends[message.partition()]
+                if message.timestamp()[1] > until:
+                    ends.pop(message.partition(), None)
+                    continue
+                try:
+                    yield decode(topic, message.value())
+                except UndecodableMessage:
+                    read.undecodable += 1
+    finally:
+        consumer.close()
