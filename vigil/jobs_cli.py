@@ -23,6 +23,8 @@ ApiOption = Annotated[
     typer.Option("--api", envvar="VIGIL_API_URL", help="Base URL of the Vigil API"),
 ]
 FINISHED = {"completed", "failed", "cancelled", "aborted"}
+# How long a job just requested may be missing from `GET /api/jobs/{id}` (projector lag).
+SHOWN_WITHIN_S = 30.0
 
 
 def _client(api: str) -> httpx.Client:
@@ -131,9 +133,15 @@ def export(
         typer.echo(f"export job {job_id}", err=True)
         with typer.progressbar(length=100, label="exporting", file=None) as bar:
             shown = 0
+            requested = time.monotonic()
             while job["status"] not in FINISHED:
                 time.sleep(poll_s)
-                job = _answer(client.get(f"/api/jobs/{job_id}"))
+                response = client.get(f"/api/jobs/{job_id}")
+                # The read model shows a new job once the projector has it: until then (a
+                # bounded while) the job is as the request answered, pending.
+                if response.status_code == 404 and time.monotonic() - requested < SHOWN_WITHIN_S:
+                    continue
+                job = _answer(response)
                 bar.update(job["progress"] - shown)
                 shown = job["progress"]
         if job["status"] != "completed":
