@@ -53,6 +53,8 @@ class InFlight:
     ) -> None:
         if limit < 1:
             raise ValueError(f"at least one message must be in flight, not {limit}")
+        if (recorded is None) != (record is None):
+            raise ValueError("a stage's state needs both `recorded` and `record`, or neither")
         self.stage = stage
         self.limit = limit
         self._recorded = recorded
@@ -114,7 +116,7 @@ class InFlight:
             outcome = await head.outcome
             if head.message is not None and head.received is not None:
                 stateful = head.key is not None and outcome.state and self._record is not None
-                if stateful and self._recorded is not None and self._recorded(head.key):
+                if stateful and self._recorded(head.key):
                     log.info(
                         "%s: %s was handled by an earlier message in flight; not published again",
                         self.stage.name,

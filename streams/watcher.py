@@ -158,8 +158,7 @@ class FolderWatcher:
             self._seen.move_to_end(key)
             return None
         self._seen[key] = None
-        while len(self._seen) > self._remember:
-            self._seen.popitem(last=False)
+        self._forget_oldest_seen()
         return CompleteUpload(
             camera_id=found.camera_id,
             path=found.path,
@@ -185,9 +184,12 @@ class FolderWatcher:
             if key not in self._seen:
                 self._seen[key] = None
                 added += 1
+        self._forget_oldest_seen()
+        return added
+
+    def _forget_oldest_seen(self) -> None:
         while len(self._seen) > self._remember:
             self._seen.popitem(last=False)
-        return added
 
     def retry_later(self, upload: CompleteUpload) -> None:
         """Report `upload` again on a later poll (publishing it failed)."""
