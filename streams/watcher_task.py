@@ -15,6 +15,9 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
+
+from watchfiles import Change, awatch
 
 from schemas.images import ImageReceived, image_id_for
 from schemas.reading import Read, read_range
@@ -84,36 +87,78 @@ def recall_announced(watcher: FolderWatcher, bootstrap: str) -> int:
 
 def register(wiring: Wiring) -> None:
     settings = wiring.settings
-    watcher = FolderWatcher(settings.camera_root, settings.file_stable_s)
+    watcher = FolderWatcher(
+        settings.camera_root, settings.file_stable_s, incomplete_s=settings.file_incomplete_s
+    )
     producer = f"{settings.worker_id}/watcher"
-    # A tick this long after the last one means the watcher was not running (not the leader,
-    # or not started): what was announced meanwhile is read back before the next poll.
+    # A rescan this long after the last one means the watcher was not running (not the
+    # leader, or not started): what was announced meanwhile is read back before the next.
     resume_after_s = max(10.0, 5 * settings.watch_interval_s)
-    last_tick: float | None = None
+    last_rescan: float | None = None
+    # The rescan and the file-system events share the watcher's memory: one at a time.
+    looking = asyncio.Lock()
 
-    # One watcher per consumer group: only the leader scans the folders.
+    async def announce(uploads: list[CompleteUpload], rejected: list[Rejected]) -> None:
+        found = announcements(uploads, rejected, producer)
+        for index, (finding, item) in enumerate(found):
+            try:
+                await wiring.publish(item)
+            except BaseException:
+                for unsent, _ in found[index:]:
+                    if isinstance(unsent, CompleteUpload):
+                        watcher.retry_later(unsent)
+                raise
+            log.info("%s from %s: %s", item.message.event_type, finding.camera_id, finding.path)
+
+    # One watcher per consumer group: only the leader looks at the folders. The rescan is
+    # the safety net under the file-system events (and the clock of the stability rule).
     @wiring.app.timer(settings.watch_interval_s, on_leader=True)
-    async def watch_camera_folders() -> None:
-        nonlocal last_tick
+    async def rescan_camera_folders() -> None:
+        nonlocal last_rescan
         # A timer that raises stops the whole Faust app: this one logs and tries next tick.
         try:
-            now = time.monotonic()
-            if last_tick is None or now - last_tick > resume_after_s:
-                learnt = await asyncio.to_thread(
-                    recall_announced, watcher, settings.kafka_bootstrap_servers
-                )
-                log.info("watcher resumed; %d images announced before will not be again", learnt)
-            last_tick = now
-            uploads, rejected = await asyncio.to_thread(watcher.poll, time.monotonic())
-            found = announcements(uploads, rejected, producer)
-            for index, (finding, item) in enumerate(found):
-                try:
-                    await wiring.publish(item)
-                except BaseException:
-                    for unsent, _ in found[index:]:
-                        if isinstance(unsent, CompleteUpload):
-                            watcher.retry_later(unsent)
-                    raise
-                log.info("%s from %s: %s", item.message.event_type, finding.camera_id, finding.path)
+            async with looking:
+                now = time.monotonic()
+                if last_rescan is None or now - last_rescan > resume_after_s:
+                    learnt = await asyncio.to_thread(
+                        recall_announced, watcher, settings.kafka_bootstrap_servers
+                    )
+                    log.info("watcher resumed; %d images announced before will not be", learnt)
+                last_rescan = now
+                await announce(*await asyncio.to_thread(watcher.poll, time.monotonic()))
         except Exception:
-            log.exception("watching the camera folders failed; retrying on the next tick")
+            log.exception("rescanning the camera folders failed; retrying on the next tick")
+
+    def leading() -> bool:
+        """The leader, with what was announced before read back by a recent rescan."""
+        return (
+            wiring.app.is_leader()
+            and last_rescan is not None
+            and time.monotonic() - last_rescan <= resume_after_s
+        )
+
+    @wiring.app.task
+    async def watch_camera_folders() -> None:
+        """Look at a file the moment the kernel says it was written (inotify), so that a
+        whole image is announced at once rather than on the next rescan."""
+        while True:
+            try:
+                await _until_folder(settings.camera_root, settings.watch_interval_s)
+                async for changes in awatch(
+                    settings.camera_root.resolve(), watch_filter=None, step=5, debounce=100
+                ):
+                    paths = [Path(path) for change, path in changes if change != Change.deleted]
+                    if not paths or not leading():
+                        continue
+                    async with looking:
+                        await announce(
+                            *await asyncio.to_thread(watcher.poll_changed, paths, time.monotonic())
+                        )
+            except Exception:
+                log.exception("watching the camera folders failed; the rescan carries on")
+            await asyncio.sleep(settings.watch_interval_s)
+
+
+async def _until_folder(root: Path, interval_s: float) -> None:
+    while not root.is_dir():
+        await asyncio.sleep(interval_s)

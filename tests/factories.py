@@ -6,6 +6,7 @@ schema); `apply` projects events through the handlers the projector uses.
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import uuid
@@ -13,6 +14,7 @@ import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from PIL import Image
 from sqlalchemy.orm import Session
 
 from projections.handlers import HANDLERS
@@ -754,3 +756,16 @@ def prompt_tested(event: SecurityEventRecorded, at: datetime) -> PromptTested:
         ),
         occurred_at=at,
     )
+
+
+def image_file_bytes(
+    fmt: str = "JPEG", size: tuple[int, int] = (64, 48), seed: int = 0, **save
+) -> bytes:
+    """A real, small image file in `fmt` (PIL's format name) with a pattern drawn from `seed`,
+    so that different seeds give different bytes."""
+    image = Image.new("RGB", size, (seed * 37 % 256, 90, 200))
+    for x in range(size[0]):
+        image.putpixel((x, (x * (seed + 1)) % size[1]), (255, x * 4 % 256, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save)
+    return buffer.getvalue()

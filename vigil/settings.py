@@ -45,8 +45,12 @@ class Settings(BaseSettings):
 
     camera_root: Path = Path("./cameras")
     watch_interval_s: float = Field(default=1.0, gt=0)
-    # An upload counts as complete once size and mtime have held this long.
+    # A file holding a whole image (JPEG, PNG, GIF, BMP, WebP) is read at once. One whose
+    # end its bytes cannot tell (TIFF, or no image) counts as complete once size and mtime
+    # have held FILE_STABLE_S; an image cut short (an upload paused between pieces, or a
+    # truncated file) only after FILE_INCOMPLETE_S.
     file_stable_s: float = Field(default=2.0, ge=0)
+    file_incomplete_s: float = Field(default=30.0, ge=0)
     max_image_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
 
     circuit_breaker_failure_threshold: int = Field(default=5, ge=1)

@@ -3,7 +3,10 @@ Triton -> Kafka -> projector -> Postgres -> API."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +23,9 @@ from tests.support import drop, new_camera_id, publish, read_topic, variant, wai
 
 PIPELINE_ENV = {
     "FILE_STABLE_S": "0.5",
+    # Longer than the pauses of the uploads in pieces below, shorter than the default 30 s
+    # a truncated photo would otherwise wait.
+    "FILE_INCOMPLETE_S": "4",
     "WATCH_INTERVAL_S": "0.25",
     "RETRY_BASE_DELAY_S": "0.2",
     "RETRY_MAX_DELAY_S": "1",
@@ -160,6 +166,75 @@ def test_a_restarted_worker_announces_nothing_twice(
     assert set(announced) == {
         sha256_of(camera_root / camera_id / f"before-{n}.jpg") for n in range(3)
     } | {sha256_of(camera_root / camera_id / "new.jpg")}
+
+
+def _upload_in_pieces(path: Path, data: bytes, pieces: int, *, keep_open: bool) -> None:
+    """Write `data` in `pieces` with a 1 s pause after each but the last, as an FTP upload
+    does: keeping the file open throughout, or closing it after each piece."""
+    size = -(-len(data) // pieces)
+    parts = [data[at : at + size] for at in range(0, len(data), size)]
+    handle = open(path, "wb")
+    try:
+        for index, part in enumerate(parts):
+            if index:
+                time.sleep(1.0)
+                if not keep_open:
+                    handle = open(path, "ab")
+            handle.write(part)
+            handle.flush()
+            if not keep_open:
+                handle.close()
+    finally:
+        handle.close()
+
+
+def test_an_upload_in_pieces_is_read_only_once_whole(
+    pipeline, camera_root, api_client, engine, stack, samples
+):
+    """The pauses (1 s) outlast FILE_STABLE_S (0.5 s): only the image's own structure tells
+    that the file is not whole yet."""
+    camera_id = new_camera_id("pieces")
+    uploads = {
+        "held-open.jpg": variant(samples, "bus.jpg", 1),
+        "reopened.jpg": samples["zidane.jpg"].read_bytes(),
+        "whole.jpg": variant(samples, "bus.jpg", 2),
+    }
+    # The watcher is at work before the uploads start: a whole photo is announced.
+    drop(camera_root, camera_id, "whole.jpg", uploads["whole.jpg"])
+    wait_for(
+        lambda: read_topic(stack.kafka_bootstrap, IMAGES, key=camera_id),
+        timeout=60,
+        what="the whole photo announced",
+    )
+    writers = [
+        threading.Thread(
+            target=_upload_in_pieces,
+            args=(camera_root / camera_id / name, data, 5),
+            kwargs={"keep_open": name == "held-open.jpg"},
+        )
+        for name, data in uploads.items()
+        if name != "whole.jpg"
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+
+    def both_detected() -> list[dict] | None:
+        rows = detections_for(api_client, camera_id)
+        return rows if {Path(r["file_path"]).name for r in rows} == set(uploads) else None
+
+    rows = wait_for(both_detected, timeout=90, what="detections of both uploads")
+    announced = [
+        message
+        for message in read_topic(stack.kafka_bootstrap, IMAGES, key=camera_id)
+        if isinstance(message, ImageReceived)
+    ]
+    assert sorted((Path(m.file_path).name, m.size_bytes, m.sha256) for m in announced) == sorted(
+        (name, len(data), hashlib.sha256(data).hexdigest()) for name, data in uploads.items()
+    )
+    assert len({r["image_id"] for r in rows}) == 3
+    assert dead_letters_for(engine, camera_id) == []
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,12 @@ from streams.watcher import (
     CompleteUpload,
     FolderWatcher,
     Rejected,
+    find,
     is_candidate,
     scan,
     sha256_of,
 )
+from tests.factories import image_file_bytes
 
 
 def _write(path, data=b"\xff\xd8\xff jpeg"):
@@ -124,3 +126,60 @@ def test_an_empty_camera_root_has_no_oldest_file(tmp_path):
     (tmp_path / "cam").mkdir()
     _write(tmp_path / "cam" / "notes.txt")
     assert FolderWatcher(tmp_path, stable_s=0).oldest_file() is None
+
+
+def test_a_whole_image_is_reported_at_once_and_a_cut_one_only_after_incomplete_s(tmp_path):
+    whole = image_file_bytes(seed=1)
+    _write(tmp_path / "cam" / "whole.jpg", whole)
+    cut = _write(tmp_path / "cam" / "cut.jpg", image_file_bytes(seed=2)[:200])
+    watcher = FolderWatcher(tmp_path, stable_s=2.0, incomplete_s=30.0)
+    uploads, _ = watcher.poll(now=0.0)
+    assert [(u.path.name, u.size) for u in uploads] == [("whole.jpg", len(whole))]
+    assert watcher.poll(now=29.0) == ([], [])
+    uploads, _ = watcher.poll(now=30.0)
+    assert [u.path for u in uploads] == [cut]
+
+
+def test_an_upload_in_pieces_is_reported_when_its_last_piece_lands(tmp_path):
+    data = image_file_bytes(seed=4)
+    path = tmp_path / "cam" / "upload.jpg"
+    path.parent.mkdir()
+    watcher = FolderWatcher(tmp_path, stable_s=2.0, incomplete_s=30.0)
+    pieces = [data[i : i + len(data) // 5 + 1] for i in range(0, len(data), len(data) // 5 + 1)]
+    with open(path, "wb") as handle:
+        for second, piece in enumerate(pieces):
+            assert watcher.poll_changed([path], now=float(second)) == ([], [])
+            handle.write(piece)
+            handle.flush()
+            os.utime(path, ns=(second * 10**9, second * 10**9))  # mtime moves on each piece
+    uploads, _ = watcher.poll_changed([path], now=float(len(pieces)))
+    assert [(u.path, u.size) for u in uploads] == [(path, len(data))]
+
+
+def test_a_file_whose_end_cannot_be_told_waits_for_stable_s(tmp_path):
+    _write(tmp_path / "cam" / "scan.tif", b"II*\x00" + bytes(100))
+    watcher = FolderWatcher(tmp_path, stable_s=2.0, incomplete_s=30.0)
+    assert watcher.poll(now=0.0) == ([], [])
+    assert [u.path.name for u in watcher.poll(now=2.0)[0]] == ["scan.tif"]
+
+
+def test_find_looks_only_at_the_paths_given_and_walks_new_folders(tmp_path):
+    _write(tmp_path / "cam" / "old.jpg")
+    new = _write(tmp_path / "cam" / "2026" / "12" / "new.jpg")
+    hidden = _write(tmp_path / "cam" / ".thumbs" / "t.jpg")
+    partial = _write(tmp_path / "cam" / "up.jpg.part")
+    stray = _write(tmp_path / "not a camera" / "x.jpg")
+    outside = _write(tmp_path.parent / f"{tmp_path.name}-elsewhere.jpg")
+    found = find(tmp_path, [tmp_path / "cam" / "2026", hidden, partial, stray, outside, tmp_path])
+    assert [(f.camera_id, f.path) for f in found] == [("cam", new)]
+
+
+def test_poll_changed_rejects_a_link_out_of_the_root_once(tmp_path):
+    outside = _write(tmp_path / "outside.jpg")
+    (tmp_path / "cams" / "cam").mkdir(parents=True)
+    link = tmp_path / "cams" / "cam" / "x.jpg"
+    os.symlink(outside, link)
+    watcher = FolderWatcher(tmp_path / "cams", stable_s=0)
+    [rejected] = watcher.poll_changed([link], now=0.0)[1]
+    assert rejected.path == link
+    assert watcher.poll_changed([link], now=1.0) == ([], [])
