@@ -27,7 +27,13 @@ from schemas.detections import BoundingBox, Detection
 from schemas.enrichments import ReprocessEnrichment
 from schemas.envelope import Message
 from schemas.system import ResetCircuitBreaker
-from schemas.topics import BATCH_COMMANDS, ENRICHMENT_COMMANDS, SYSTEM_COMMANDS, TopicSpec
+from schemas.topics import (
+    BATCH_COMMANDS,
+    ENRICHMENT_COMMANDS,
+    SYSTEM_COMMANDS,
+    TopicSpec,
+    producer_settings,
+)
 
 T = TypeVar("T")
 
@@ -69,14 +75,16 @@ class CommandSender:
     @classmethod
     def connect(cls, bootstrap_servers: str, ack_timeout_s: float = 5.0) -> CommandSender:
         producer = Producer(
-            {
-                "bootstrap.servers": bootstrap_servers,
-                "client.id": "vigil-api",
-                "acks": "all",
-                "linger.ms": 0,
-                # librdkafka gives up (and reports why) when the caller stops waiting.
-                "message.timeout.ms": int(ack_timeout_s * 1000),
-            }
+            producer_settings(
+                bootstrap_servers,
+                **{
+                    "client.id": "vigil-api",
+                    "acks": "all",
+                    "linger.ms": 0,
+                    # librdkafka gives up (and reports why) when the caller stops waiting.
+                    "message.timeout.ms": int(ack_timeout_s * 1000),
+                },
+            )
         )
         return cls(producer, ack_timeout_s)
 

@@ -23,14 +23,15 @@ from sqlalchemy import text
 
 from bench.event_latency import measure
 from projections.db import make_engine
+from schemas.topics import partition_for
 from streams.detector import TritonDetector
 from vigil.devservices.stack import Stack, start_stack
 
 
-def _variants(samples: list[Path], count: int) -> list[bytes]:
+def _variants(samples: list[Path], count: int, run: str = "") -> list[bytes]:
     """`count` distinct files: sample photos with a counter appended after the image data."""
     blobs = [p.read_bytes() for p in samples]
-    return [blobs[i % len(blobs)] + f"\n#vigil-bench-{i}".encode() for i in range(count)]
+    return [blobs[i % len(blobs)] + f"\n#vigil-bench-{run}{i}".encode() for i in range(count)]
 
 
 IN_FLIGHT = (1, 2, 4, 8)
@@ -67,6 +68,16 @@ async def _triton_alone(stack: Stack, model: str, images: list[bytes]) -> list[d
         await detector.close()
 
 
+def _cameras(partitions: int) -> list[str]:
+    """New camera ids, one on each partition of the keyed topics (Kafka's default
+    partitioner: murmur2 of the key), so that every worker of the group gets a share."""
+    by_partition: dict[int, str] = {}
+    while len(by_partition) < partitions:
+        camera = f"bench-{uuid.uuid4().hex[:8]}"
+        by_partition.setdefault(partition_for(camera, partitions), camera)
+    return [by_partition[p] for p in range(partitions)]
+
+
 def _whole_path(
     stack: Stack,
     images: list[bytes],
@@ -74,18 +85,20 @@ def _whole_path(
     timeout: float,
     rate: float | None = None,
 ) -> dict:
-    """Drop `images` into a new camera folder, all at once or `rate` per second, and wait
-    for their detection rows. Per file: arrival (its rename into the folder) -> its first
-    detection row, and the same minus the detector's own latency (`latency_ms`)."""
-    camera = f"bench-{uuid.uuid4().hex[:8]}"
-    folder = camera_root / camera
-    folder.mkdir(parents=True)
+    """Drop `images` into new camera folders, one per partition in turn, all at once or
+    `rate` per second, and wait for their detection rows. Per file: arrival (its rename into
+    the folder) -> its first detection row, and the same minus the detector's own latency
+    (`latency_ms`)."""
+    cameras = _cameras(stack.settings().topic_partitions)
+    for camera in cameras:
+        (camera_root / camera).mkdir(parents=True)
     engine = make_engine(stack.database_url)
     arrived: dict[str, float] = {}
     started = time.time()
     for index, data in enumerate(images):
         if rate is not None:
             time.sleep(max(0.0, started + index / rate - time.time()))
+        folder = camera_root / cameras[index % len(cameras)]
         partial = folder / f".{index}.part"
         partial.write_bytes(data)
         target = folder / f"img-{index:05d}.jpg"
@@ -98,9 +111,9 @@ def _whole_path(
             rows = connection.execute(
                 text(
                     "SELECT file_path, extract(epoch FROM min(created_at)), max(latency_ms) "
-                    "FROM detections WHERE camera_id = :camera GROUP BY file_path"
+                    "FROM detections WHERE camera_id = ANY(:cameras) GROUP BY file_path"
                 ),
-                {"camera": camera},
+                {"cameras": cameras},
             ).all()
         done = {path: (float(at), float(model_ms) / 1000) for path, at, model_ms in rows}
         time.sleep(0.2)
@@ -145,7 +158,11 @@ def run(state_dir: Path, count: int = 60, bursts: int = 8) -> dict:
         # Arrivals at half Triton's best rate: the latency the pipeline adds to the detector.
         paced_rate = max(alone, key=lambda level: level["images_per_s"])["images_per_s"] / 2
         paced = _whole_path(stack, images, camera_root, timeout=300, rate=paced_rate)
-        for process in (projector, worker):
+        # Scale-out: a second worker joins the group and takes a share of the partitions.
+        second = stack.start_app("worker", name="worker-2", CAMERA_ROOT=str(camera_root))
+        time.sleep(15)  # the group rebalances onto both
+        two_workers = _whole_path(stack, _variants(samples, count, "two"), camera_root, 300)
+        for process in (projector, second, worker):
             process.stop()
             stack.apps.remove(process)
         events = measure(stack, state_dir / "event-cameras", _variants(samples, bursts * 3), bursts)
@@ -155,6 +172,9 @@ def run(state_dir: Path, count: int = 60, bursts: int = 8) -> dict:
     alone_rate = best["images_per_s"]
     path_rate = path["completed"] / path["elapsed_s"] if path["elapsed_s"] else 0.0
     latencies = path["latencies_s"] or [float("nan")]
+    two_rate = (
+        two_workers["completed"] / two_workers["elapsed_s"] if two_workers["elapsed_s"] else 0.0
+    )
     return {
         "images": count,
         "detector_model": model,
@@ -165,6 +185,9 @@ def run(state_dir: Path, count: int = 60, bursts: int = 8) -> dict:
         "whole_path_images_per_s": round(path_rate, 2),
         "whole_path_completed": path["completed"],
         "ratio_whole_path_to_triton_best": round(path_rate / alone_rate, 3),
+        "two_workers_images_per_s": round(two_rate, 2),
+        "two_workers_completed": two_workers["completed"],
+        "ratio_two_workers_to_triton_best": round(two_rate / alone_rate, 3),
         "burst_latency_p50_s": round(_percentile(latencies, 0.5), 3),
         "burst_latency_p99_s": round(_percentile(latencies, 0.99), 3),
         "paced_images_per_s": round(paced_rate, 2),

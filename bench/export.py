@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from projections.db import make_engine
 from projections.tables import JobRow
 from schemas.jobs import FINISHED, JobRequested
-from schemas.topics import JOBS
+from schemas.topics import JOBS, producer_settings
 from vigil.devservices.stack import Stack
 
 CAMERA = "bench-export"
@@ -138,7 +138,7 @@ def _export_job(stack: Stack, data_dir: Path, timeout: float) -> dict:
             queue="export",
             max_attempts=1,
         )
-        producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "acks": "all"})
+        producer = Producer(producer_settings(stack.kafka_bootstrap, acks="all"))
         producer.produce(JOBS.name, key=request.job_id.encode(), value=JOBS.encode(request))
         producer.flush(10)
         deadline = time.monotonic() + timeout

@@ -49,7 +49,7 @@ from schemas.jobs import (
     JobStarted,
     JobStatus,
 )
-from schemas.topics import JOBS
+from schemas.topics import JOBS, producer_settings
 from streams.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -153,14 +153,16 @@ class JobRunner:
         self._catching_up: dict[int, int] = {}  # partition -> end offset still to reach
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="job")
         self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap_servers,
-                "client.id": f"vigil-runner-{worker_id}",
-                "acks": "all",
-                "enable.idempotence": True,
-                "message.timeout.ms": int(PUBLISH_TIMEOUT_S * 1000),
-                "linger.ms": 5,
-            }
+            producer_settings(
+                bootstrap_servers,
+                **{
+                    "client.id": f"vigil-runner-{worker_id}",
+                    "acks": "all",
+                    "enable.idempotence": True,
+                    "message.timeout.ms": int(PUBLISH_TIMEOUT_S * 1000),
+                    "linger.ms": 5,
+                },
+            )
         )
         self._sender = CommandSender(self._producer, ack_timeout_s=PUBLISH_TIMEOUT_S)
         self._consumer = Consumer(

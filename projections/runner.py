@@ -38,6 +38,8 @@ class Projector:
     topics: Sequence[TopicSpec] = EVENT_TOPICS
     handlers: Mapping[type, list[Handler]] = field(default_factory=lambda: HANDLERS)
     batch_size: int = 500
+    # How long the group waits for a member that stopped heartbeating (killed).
+    session_timeout_s: float = 45.0
     _positions: dict[tuple[str, int], int] = field(default_factory=dict)
     # The cleanups' cut-offs, read at the start of every batch (another projector of the
     # group may have applied one).
@@ -56,6 +58,7 @@ class Projector:
                 "reconnect.backoff.max.ms": 2000,
                 # The loop stops polling while it waits out a Postgres outage.
                 "max.poll.interval.ms": 900_000,
+                "session.timeout.ms": int(self.session_timeout_s * 1000),
             }
         )
 

@@ -37,6 +37,22 @@ from schemas.system import (
     ResetCircuitBreaker,
 )
 
+
+def producer_settings(bootstrap_servers: str, **settings: Any) -> dict[str, Any]:
+    """A confluent-kafka producer's configuration with our keys' partitioning: Kafka's Java
+    client's murmur2, as the workers' Faust (aiokafka) producer does. librdkafka's own default
+    (CRC32) would put a camera's commands from the API or a job on another partition than its
+    events, where a worker other than the one holding the camera's state would act on them."""
+    return {"bootstrap.servers": bootstrap_servers, "partitioner": "murmur2_random", **settings}
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition a keyed message goes to (what `producer_settings` and Faust both use)."""
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
 # The worker's Faust app id, which is also its Kafka consumer group.
 WORKER_GROUP = "vigil-worker"
 

@@ -19,9 +19,10 @@ import pytest
 from tests.support import api_client_of, engine_of, own_services, producer_of
 from vigil.devservices.stack import Stack
 
-# A worker a test kills hands its partitions on after this long, not Kafka's usual minute
-# (every process the tests start inherits it).
+# A worker or projector a test kills hands its partitions on after this long, not after
+# Kafka's usual minute (every process the tests start inherits it).
 os.environ.setdefault("WORKER_SESSION_TIMEOUT_S", "12")
+os.environ.setdefault("PROJECTOR_SESSION_TIMEOUT_S", "8")
 
 # Triton models of the tests: fault injection (a model that answers badly or errors) and
 # `centernet-strict`, a second real detector configuration to reprocess images with.

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from schemas.codec import decode
-from schemas.topics import TopicSpec
+from schemas.topics import TopicSpec, producer_settings
 from vigil.devservices.stack import Stack
 
 
@@ -132,6 +132,11 @@ def read_back(bootstrap: str, topic: str, partition: int, offset: int) -> tuple[
 def read_topic(bootstrap: str, topic: TopicSpec, key: str | None = None) -> list[Any]:
     """Every message on `topic` up to its current end (of `key` only, when given), decoded,
     as an outside consumer sees them: in order per partition."""
+    return [message for _, message in read_records(bootstrap, topic, key)]
+
+
+def read_records(bootstrap: str, topic: TopicSpec, key: str | None = None) -> list[tuple[int, Any]]:
+    """`read_topic`, each message with the partition it is on."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -139,7 +144,7 @@ def read_topic(bootstrap: str, topic: TopicSpec, key: str | None = None) -> list
             "enable.auto.commit": False,
         }
     )
-    found: list[Any] = []
+    found: list[tuple[int, Any]] = []
     try:
         partitions = consumer.list_topics(topic.name, timeout=10).topics[topic.name].partitions
         ends: dict[int, int] = {}
@@ -159,7 +164,7 @@ def read_topic(bootstrap: str, topic: TopicSpec, key: str | None = None) -> list
                 if message.offset() + 1 >= ends.get(message.partition(), 0):
                     ends.pop(message.partition(), None)
                 if key is None or (message.key() or b"").decode() == key:
-                    found.append(decode(topic, message.value()))
+                    found.append((message.partition(), decode(topic, message.value())))
         assert not ends, f"{topic.name} partitions {sorted(ends)} not read to their end"
     finally:
         consumer.close()
@@ -181,7 +186,7 @@ def engine_of(stack: Stack):
 def producer_of(stack: Stack):
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "acks": "all"})
+    producer = Producer(producer_settings(stack.kafka_bootstrap, acks="all"))
     try:
         yield producer
     finally:

@@ -15,7 +15,7 @@ from confluent_kafka import (
 
 from projections.db import migrate
 from schemas.codec import UndecodableMessage, decode, encode
-from schemas.topics import ALL_TOPICS, PROMPTS
+from schemas.topics import ALL_TOPICS, PROMPTS, producer_settings
 from vigil.settings import Settings
 
 # Kafka is the system of record: topics keep every event (no time or size retention).
@@ -81,7 +81,7 @@ def seed_prompts(settings: Settings) -> list[str]:
         m for m in DEFAULT_PROMPTS if m not in configured_models(settings.kafka_bootstrap_servers)
     ]
     if missing:
-        producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all"})
+        producer = Producer(producer_settings(settings.kafka_bootstrap_servers, acks="all"))
         for model in missing:
             producer.produce(PROMPTS.name, key=model.encode(), value=encode(DEFAULT_PROMPTS[model]))
         if producer.flush(30):

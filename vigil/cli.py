@@ -65,6 +65,7 @@ def projector() -> None:
         engine=make_engine(settings.database_url),
         bootstrap_servers=settings.kafka_bootstrap_servers,
         consumer_name=settings.projector_group,
+        session_timeout_s=settings.projector_session_timeout_s,
     )
     runner.run(stop)
 

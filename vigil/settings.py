@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     # its partitions move to the others.
     worker_session_timeout_s: float = Field(default=60.0, ge=6, le=300)
     projector_group: str = "vigil-projector"
+    # The same for a projector of the group that stopped heartbeating (Kafka's default 45 s).
+    projector_session_timeout_s: float = Field(default=45.0, ge=6, le=300)
 
     # SHA-256 hex digests of the API keys, comma-separated (`vigil apikey` makes one).
     # Empty: no key is asked for. Set: every mutating endpoint needs X-API-Key.

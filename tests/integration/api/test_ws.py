@@ -31,7 +31,7 @@ from api.broadcast import (
 )
 from projections.db import make_sessionmaker
 from schemas.codec import encode
-from schemas.topics import SECURITY_EVENTS
+from schemas.topics import SECURITY_EVENTS, producer_settings
 from tests.factories import analysed_batch, apply, recorded
 from tests.support import LiveApi, live_api_of, new_camera_id, publish, wait_for
 from vigil.devservices.kafka import KafkaService, create_topics, start_kafka
@@ -294,7 +294,7 @@ async def _published_and_received(
 ) -> None:
     *batch, event = analysed_batch(new_camera_id("ws"))
     apply(engine, *batch, event)
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    producer = Producer(producer_settings(bootstrap, acks="all"))
     await asyncio.to_thread(publish, producer, SECURITY_EVENTS.name, event.camera_id, encode(event))
     message = await _pushed_for(subscription, event.batch_id, timeout)
     assert message["event"]["analysis_version"] == event.analysis_version
