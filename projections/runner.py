@@ -68,11 +68,7 @@ class Projector:
         )
         try:
             while not stop.is_set():
-                # consume(n, timeout) waits for n messages or the timeout: wait for the first
-                # only, then take what else has arrived, so one event is applied at once.
-                messages = self._consumer.consume(num_messages=1, timeout=0.5)
-                if messages:
-                    messages += self._consumer.consume(num_messages=self.batch_size - 1, timeout=0)
+                messages = self._consumer.consume(num_messages=self.batch_size, timeout=0.5)
                 live = [m for m in messages if not self._is_error(m)]
                 if live:
                     self._apply_until_done(live, stop)
