@@ -129,6 +129,16 @@ class Projector:
         # Stopping mid-outage: the batch was not applied, and Postgres still has the old offsets.
 
     def _apply_batch(self, messages: list[Message]) -> None:
+        advanced = self.apply(messages)
+        if advanced:
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in advanced.items()],
+                asynchronous=True,
+            )
+
+    def apply(self, messages: Sequence[Message]) -> dict[tuple[str, int], int]:
+        """Apply `messages` in one transaction, with the offsets they advance to; what each
+        partition's next offset now is."""
         advanced: dict[tuple[str, int], int] = {}
         with Session(self.engine) as session, session.begin():
             self._retention = Retention.load(session)
@@ -154,11 +164,7 @@ class Projector:
                     )
                 )
         self._positions.update(advanced)
-        if advanced:
-            self._consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in advanced.items()],
-                asynchronous=True,
-            )
+        return advanced
 
     def _apply_one(self, session: Session, message: Message) -> None:
         topic = self._by_name[message.topic()]
