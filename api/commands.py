@@ -77,7 +77,7 @@ class CommandSender:
         producer = Producer(
             producer_settings(
                 bootstrap_servers,
-                **{
+                {
                     "client.id": "vigil-api",
                     "acks": "all",
                     "linger.ms": 0,

@@ -130,6 +130,11 @@ def _whole_path(
     }
 
 
+def _rate(run: dict) -> float:
+    """Images per second of a `_whole_path` run, from the first arrival to the last row."""
+    return run["completed"] / run["elapsed_s"] if run["elapsed_s"] else 0.0
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -177,11 +182,8 @@ def run(state_dir: Path, count: int = 60, bursts: int = 8) -> dict:
         stack.stop()
     best = max(alone, key=lambda level: level["images_per_s"])
     alone_rate = best["images_per_s"]
-    path_rate = path["completed"] / path["elapsed_s"] if path["elapsed_s"] else 0.0
+    path_rate, two_rate = _rate(path), _rate(two_workers)
     latencies = path["latencies_s"] or [float("nan")]
-    two_rate = (
-        two_workers["completed"] / two_workers["elapsed_s"] if two_workers["elapsed_s"] else 0.0
-    )
     return {
         "images": count,
         "warm_up_completed": warm_up["completed"],

@@ -138,7 +138,7 @@ def _export_job(stack: Stack, data_dir: Path, timeout: float) -> dict:
             queue="export",
             max_attempts=1,
         )
-        producer = Producer(producer_settings(stack.kafka_bootstrap, acks="all"))
+        producer = Producer(producer_settings(stack.kafka_bootstrap, {"acks": "all"}))
         producer.produce(JOBS.name, key=request.job_id.encode(), value=JOBS.encode(request))
         producer.flush(10)
         deadline = time.monotonic() + timeout

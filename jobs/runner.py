@@ -155,7 +155,7 @@ class JobRunner:
         self._producer = Producer(
             producer_settings(
                 bootstrap_servers,
-                **{
+                {
                     "client.id": f"vigil-runner-{worker_id}",
                     "acks": "all",
                     "enable.idempotence": True,

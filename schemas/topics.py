@@ -8,6 +8,7 @@ act on); a dead-letter topic names the stage whose failures it holds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Any, Literal, Union
@@ -38,12 +39,18 @@ from schemas.system import (
 )
 
 
-def producer_settings(bootstrap_servers: str, **settings: Any) -> dict[str, Any]:
+def producer_settings(
+    bootstrap_servers: str, settings: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A confluent-kafka producer's configuration with our keys' partitioning: Kafka's Java
     client's murmur2, as the workers' Faust (aiokafka) producer does. librdkafka's own default
     (CRC32) would put a camera's commands from the API or a job on another partition than its
     events, where a worker other than the one holding the camera's state would act on them."""
-    return {"bootstrap.servers": bootstrap_servers, "partitioner": "murmur2_random", **settings}
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "partitioner": "murmur2_random",
+        **(settings or {}),
+    }
 
 
 def partition_for(key: str, partitions: int) -> int:

@@ -120,14 +120,6 @@ def _examine(root: Path, camera_id: str, path: Path) -> FoundFile | Rejected | N
     return FoundFile(camera_id, path, stat.st_size, stat.st_mtime_ns)
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class _Pending:
     size: int

@@ -98,6 +98,9 @@ def register(wiring: Wiring) -> None:
     # The rescan and the file-system events share the watcher's memory: one at a time.
     looking = asyncio.Lock()
 
+    def rescanned_since(moment: float) -> bool:
+        return last_rescan is not None and last_rescan >= moment
+
     async def announce(uploads: list[CompleteUpload], rejected: list[Rejected]) -> None:
         found = announcements(uploads, rejected, producer)
         for index, (finding, item) in enumerate(found):
@@ -119,7 +122,7 @@ def register(wiring: Wiring) -> None:
         try:
             async with looking:
                 now = time.monotonic()
-                if last_rescan is None or now - last_rescan > resume_after_s:
+                if not rescanned_since(now - resume_after_s):
                     learnt = await asyncio.to_thread(
                         recall_announced, watcher, settings.kafka_bootstrap_servers
                     )
@@ -131,11 +134,7 @@ def register(wiring: Wiring) -> None:
 
     def leading() -> bool:
         """The leader, with what was announced before read back by a recent rescan."""
-        return (
-            wiring.app.is_leader()
-            and last_rescan is not None
-            and time.monotonic() - last_rescan <= resume_after_s
-        )
+        return wiring.app.is_leader() and rescanned_since(time.monotonic() - resume_after_s)
 
     @wiring.app.task
     async def watch_camera_folders() -> None:

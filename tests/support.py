@@ -7,6 +7,7 @@ Builders of events and rows are in `tests/factories.py`; fixtures in `tests/conf
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import time
 import uuid
@@ -61,6 +62,11 @@ def drop(camera_root: Path, camera_id: str, name: str, data: bytes) -> Path:
     partial = folder / f".{name}.part"
     partial.write_bytes(data)
     return partial.rename(folder / name)
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file's content, as the watcher announces it."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def variant(samples: dict[str, Path], name: str, n: int) -> bytes:
@@ -186,7 +192,7 @@ def engine_of(stack: Stack):
 def producer_of(stack: Stack):
     from confluent_kafka import Producer
 
-    producer = Producer(producer_settings(stack.kafka_bootstrap, acks="all"))
+    producer = Producer(producer_settings(stack.kafka_bootstrap, {"acks": "all"}))
     try:
         yield producer
     finally:

@@ -81,7 +81,7 @@ def seed_prompts(settings: Settings) -> list[str]:
         m for m in DEFAULT_PROMPTS if m not in configured_models(settings.kafka_bootstrap_servers)
     ]
     if missing:
-        producer = Producer(producer_settings(settings.kafka_bootstrap_servers, acks="all"))
+        producer = Producer(producer_settings(settings.kafka_bootstrap_servers, {"acks": "all"}))
         for model in missing:
             producer.produce(PROMPTS.name, key=model.encode(), value=encode(DEFAULT_PROMPTS[model]))
         if producer.flush(30):

@@ -18,8 +18,15 @@ from projections.tables import DeadLetterRow
 from schemas.codec import encode
 from schemas.images import ImageReceived, image_id_for
 from schemas.topics import IMAGES
-from streams.watcher import sha256_of
-from tests.support import drop, new_camera_id, publish, read_topic, variant, wait_for
+from tests.support import (
+    drop,
+    new_camera_id,
+    publish,
+    read_topic,
+    sha256_of,
+    variant,
+    wait_for,
+)
 
 PIPELINE_ENV = {
     "FILE_STABLE_S": "0.5",

@@ -8,9 +8,9 @@ from streams.watcher import (
     find,
     is_candidate,
     scan,
-    sha256_of,
 )
 from tests.factories import image_file_bytes
+from tests.support import sha256_of
 
 
 def _write(path, data=b"\xff\xd8\xff jpeg"):

@@ -294,7 +294,7 @@ async def _published_and_received(
 ) -> None:
     *batch, event = analysed_batch(new_camera_id("ws"))
     apply(engine, *batch, event)
-    producer = Producer(producer_settings(bootstrap, acks="all"))
+    producer = Producer(producer_settings(bootstrap, {"acks": "all"}))
     await asyncio.to_thread(publish, producer, SECURITY_EVENTS.name, event.camera_id, encode(event))
     message = await _pushed_for(subscription, event.batch_id, timeout)
     assert message["event"]["analysis_version"] == event.analysis_version
