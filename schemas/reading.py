@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from schemas.codec import UndecodableMessage, decode
 from schemas.topics import TopicSpec
@@ -42,6 +42,7 @@ def read_range(
             "bootstrap.servers": bootstrap_servers,
             "group.id": f"vigil-replay-{uuid.uuid4().hex}",  # assigned, never committed
             "enable.auto.commit": False,
+            "enable.partition.eof": True,
         }
     )
     try:
@@ -64,7 +65,14 @@ def read_range(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic.name} partitions {sorted(ends)} not read in time")
             for message in consumer.consume(num_messages=500, timeout=1.0):
-                if message.error() is not None or message.partition() not in ends:
+                error = message.error()
+                if error is not None:
+                    # A transactional topic's last record is a commit marker, never handed
+                    # out: the partition's end is where the consumer says it is.
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        ends.pop(message.partition(), None)
+                    continue
+                if message.partition() not in ends:
                     continue
                 if message.offset() + 1 >= ends[message.partition()]:
                     del ends[message.partition()]

@@ -62,6 +62,9 @@ def partition_for(key: str, partitions: int) -> int:
 
 # The worker's Faust app id, which is also its Kafka consumer group.
 WORKER_GROUP = "vigil-worker"
+# The detection stage's consumer group: a transactional stage (streams.transactional), apart
+# from the Faust app's group.
+DETECTION_GROUP = "vigil-detection"
 
 Carries = Literal["events", "commands"]
 

@@ -24,11 +24,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import faust
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 
 
+class ReadCommittedThread(AIOKafkaConsumerThread):
+    """Faust's consumer reads only committed transactions (Faust sets `read_committed` only
+    under its own exactly-once mode): the transactional stages' outputs are read once their
+    transaction commits, and never when it is aborted."""
+
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+
 class RecoverySafeConsumer(AIOKafkaConsumer):
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
     async def perform_seek(self) -> None:
         self.app.flow_control.suspend()
         self.stop_flow()

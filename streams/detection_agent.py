@@ -4,7 +4,10 @@
 detector under the retry policy; publish its detections, or give the image up (bad input
 at once, a detector that stays down after the retries). `on_reprocess` does the same for a
 reprocess job's command, with the detector the command names, once per job and image.
-`register` is the two Faust loops; images are detected several at a time (`InFlight`).
+`register` runs both as one transactional stage (`streams.transactional`): images and
+commands are decided several at a time, and each one's detections (or dead letter), its
+state and its offset are committed together, so a reader of the detections topic sees an
+image's detections exactly once, across kills, restarts and rebalances.
 """
 
 from __future__ import annotations
@@ -15,21 +18,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-
-import faust
+from typing import Any
 
 from schemas.detections import DetectionsProduced, DetectionsReprocessed, ReprocessDetection
+from schemas.envelope import Message
 from schemas.images import ImageReceived
-from schemas.topics import DETECTION_COMMANDS, DETECTIONS, IMAGES
+from schemas.topics import DETECTION_COMMANDS, DETECTION_GROUP, DETECTIONS, IMAGES
 from streams.detector import Detector, DetectorResult
 from streams.images import read_image
-from streams.in_flight import InFlight
 from streams.retry import RetryExhausted, RetryPolicy, call_with_retry
-from streams.stage import Failure, Outcome, Publish, Stage
-from streams.wiring import Wiring, received
+from streams.stage import Failure, Handle, Outcome, Publish, Stage
+from streams.transactional import TransactionalStage
+from streams.wiring import Wiring
 
 log = logging.getLogger(__name__)
 
+
+Routed = tuple[str | None, Handle]
 
 # The detector of a model name and version (None: the version Triton serves by default).
 DetectorFor = Callable[[str, str | None], Detector]
@@ -117,40 +122,31 @@ def reprocess_key(command: ReprocessDetection) -> str:
 
 def register(
     wiring: Wiring, detector: Detector, policy: RetryPolicy, detector_for: DetectorFor
-) -> None:
+) -> TransactionalStage:
     settings = wiring.settings
-    stage = Stage("detection", f"{settings.worker_id}/detection", wiring.publish)
+    stage = Stage("detection", f"{settings.worker_id}/detection", None)
     deps = DetectionDeps(detector, policy, settings.max_image_bytes, stage.producer, detector_for)
-    # image_id -> True once its detections are published; rebuilt from its changelog on restart.
-    detected = wiring.table("detected-images", default=bool)
 
-    @wiring.app.agent(wiring.topic(IMAGES))
-    async def detect_images(stream: faust.StreamT) -> None:
-        async with InFlight(
-            stage, settings.detection_in_flight, detected.__getitem__, detected.put
-        ) as window:
-            async for event in stream.noack().events():
-                source = received(event)
-                image = await stage.decode(source)
-                if not isinstance(image, ImageReceived):
-                    await window.skip(event.ack)
-                    continue
-                handle = partial(on_image, image, detected[image.image_id], deps)
-                await window.submit(event.ack, source, image, image.image_id, handle)
+    # State, per input: image_id -> True once its detections are published; for a reprocess
+    # command, "<job_id>/<image_id>" -> True once that job's detections of it are.
+    def image(message: Message, detected: Callable[[str], Any]) -> Routed | None:
+        if not isinstance(message, ImageReceived):
+            return None
+        return message.image_id, partial(on_image, message, bool(detected(message.image_id)), deps)
 
-    # "<job_id>/<image_id>" -> True once that job's detections of the image are published.
-    reprocessed = wiring.table("reprocessed-images", default=bool)
+    def reprocess(message: Message, done: Callable[[str], Any]) -> Routed | None:
+        if not isinstance(message, ReprocessDetection):
+            return None
+        key = reprocess_key(message)
+        return key, partial(on_reprocess, message, bool(done(key)), deps)
 
-    @wiring.app.agent(wiring.topic(DETECTION_COMMANDS))
-    async def reprocess_images(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            source = received(event)
-            command = await stage.decode(source)
-            if not isinstance(command, ReprocessDetection):
-                continue
-            key = reprocess_key(command)
-            outcome = await stage.handle(
-                source, command, partial(on_reprocess, command, reprocessed[key], deps)
-            )
-            if outcome.state:
-                await reprocessed.put(key, True)
+    detection = TransactionalStage(
+        stage,
+        DETECTION_GROUP,
+        {IMAGES: image, DETECTION_COMMANDS: reprocess},
+        settings,
+        limit=settings.detection_in_flight,
+        once_per_key=True,
+    )
+    wiring.run_forever(detection.run_forever, name="detection")
+    return detection

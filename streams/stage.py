@@ -8,8 +8,10 @@ fakes and reads the answer.
 
 `Stage` is what each agent loop does around its handlers: decode the message (or
 dead-letter it as undecodable), call the handler, dead-letter anything unexpected it
-raises, and publish the outcome through the `send` it was built with (the Faust wiring
-in a worker, a list in a test). Nothing that goes wrong stops the loop.
+raises, and turn the outcome into the messages to publish (`publications`). A Faust agent
+publishes them through the `send` its stage was built with; a transactional stage
+(`streams.transactional`) writes them in the transaction that commits its input. Nothing
+that goes wrong stops the loop.
 """
 
 from __future__ import annotations
@@ -92,7 +94,9 @@ Handle = Callable[[], Outcome | Awaitable[Outcome]]
 class Stage:
     name: StageName
     producer: str
-    send: Send = field(repr=False)
+    # Where `decode` and `emit` publish (None: a transactional stage, which publishes
+    # `parse` and `publications` itself).
+    send: Send | None = field(default=None, repr=False)
 
     @property
     def dead_letter_topic(self) -> TopicSpec:
@@ -100,8 +104,17 @@ class Stage:
 
     async def decode(self, received: Received) -> Message | None:
         """The message as its topic's event type, or None once it has been dead-lettered."""
+        message = self.parse(received)
+        if isinstance(message, Publish):
+            await self._send(message)
+            return None
+        return message
+
+    def parse(self, received: Received, topic: TopicSpec | None = None) -> Message | Publish:
+        """The message as its topic's event type (`topic`: which topic it came from, when not
+        one of ours by name), or the dead letter of it if undecodable."""
         try:
-            return decode(TOPICS_BY_NAME[received.topic], received.value)
+            return decode(topic or TOPICS_BY_NAME[received.topic], received.value)
         except UndecodableMessage as exc:
             log.warning(
                 "%s: poison message at %s[%d]@%d: %s",
@@ -112,8 +125,7 @@ class Stage:
                 exc,
             )
             key = received.key.decode(errors="replace") if received.key else None
-            await self.send(self.dead_letter(received, Failure(exc), camera_id=key))
-            return None
+            return self.dead_letter(received, Failure(exc), camera_id=key)
 
     async def handle(self, received: Received, message: Message, handle: Handle) -> Outcome:
         """Run the handler and publish what it decided; the outcome, to record its state."""
@@ -135,8 +147,17 @@ class Stage:
         return outcome
 
     async def emit(self, received: Received, message: Message, outcome: Outcome) -> None:
-        for item in outcome.publish:
-            await self.send(item)
+        for item in self.publications(received, message, outcome):
+            await self._send(item)
+
+    async def _send(self, item: Publish) -> None:
+        if self.send is None:
+            raise RuntimeError(f"stage {self.name} publishes through its transactions")
+        await self.send(item)
+
+    def publications(self, received: Received, message: Message, outcome: Outcome) -> list[Publish]:
+        """What `outcome` publishes, in order: its messages, then the input's dead letter."""
+        items = list(outcome.publish)
         if outcome.failure is not None:
             log.warning(
                 "%s: dead-lettering %s[%d]@%d after %d attempt(s): %s: %s",
@@ -148,7 +169,7 @@ class Stage:
                 type(outcome.failure.error).__name__,
                 outcome.failure.error,
             )
-            await self.send(
+            items.append(
                 self.dead_letter(
                     received,
                     outcome.failure,
@@ -156,6 +177,7 @@ class Stage:
                     trace_id=getattr(message, "trace_id", None),
                 )
             )
+        return items
 
     def dead_letter(
         self,

@@ -6,6 +6,8 @@ A leaf module: agents import it, it imports no agent. The Faust app itself is ma
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import faust
 from faust.types.tuples import FutureMessage
 
@@ -41,6 +43,15 @@ class Wiring:
         key = item.key.encode() if item.key is not None else None
         pending = await self.topic(item.topic).send(key=key, value=value, force=True)
         await pending
+
+    def run_forever(self, run: Callable[[], Awaitable[None]], *, name: str) -> None:
+        """Run `run` (a stage that is not a Faust agent) for as long as the app runs."""
+
+        async def task() -> None:
+            await run()
+
+        task.__name__ = task.__qualname__ = f"run_{name}"
+        self.app.task(task)
 
     def table(self, name: str, *, default=None) -> DurableTable:
         """A JSON table keyed by a string, co-partitioned with the topics, backed by its changelog.

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # How long the worker group waits for a worker that stopped heartbeating (killed) before
     # its partitions move to the others.
     worker_session_timeout_s: float = Field(default=60.0, ge=6, le=300)
+    # A transactional stage's transaction left open by a killed worker is aborted by Kafka
+    # after this long; read-committed consumers of what it wrote wait for that.
+    transaction_timeout_s: float = Field(default=10.0, ge=1, le=900)
     projector_group: str = "vigil-projector"
     # The same for a projector of the group that stopped heartbeating (Kafka's default 45 s).
     projector_session_timeout_s: float = Field(default=45.0, ge=6, le=300)

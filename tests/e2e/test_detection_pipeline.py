@@ -321,5 +321,5 @@ def test_health_reports_every_service_and_lag(pipeline, api_client):
         "crop-attributes": "ready",
         "nemotron": "ready",
     }
-    assert set(body["consumer_lag"]) == {"vigil-worker", "vigil-projector"}
-    assert set(body["consumer_lag"]["vigil-worker"]) == {IMAGES.name}
+    assert set(body["consumer_lag"]) == {"vigil-detection", "vigil-projector"}
+    assert set(body["consumer_lag"]["vigil-detection"]) == {IMAGES.name}

@@ -196,6 +196,9 @@ def _server_properties(state_dir: Path, port: int, controller_port: int) -> str:
         "transaction.state.log.replication.factor": "1",
         "transaction.state.log.min.isr": "1",
         "transaction.state.log.num.partitions": "1",
+        # A killed worker's open transaction is aborted once TRANSACTION_TIMEOUT_S is up;
+        # the coordinator looks for such transactions this often (default 10 s).
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
         "group.initial.rebalance.delay.ms": "0",
         # After a crash the restarted broker must wait out its old incarnation's
         # session before it may register again (default 9 s; backoff makes it ~15 s).

@@ -1,0 +1,620 @@
+"""A stage whose every output is published exactly once: Kafka transactions, fenced by the
+consumer group (KIP-447).
+
+A `TransactionalStage` consumes its input topics in a consumer group of its own and writes,
+in one Kafka transaction: the messages each input's outcome publishes (dead letters
+included), the stage's state changes (a compacted changelog topic) and the input offsets
+they advance to. A consumer reading our topics with `isolation.level=read_committed` sees
+the outputs of an input exactly when its offset is committed, so whatever a kill, a restart
+or a rebalance interrupts is either all there or not at all, and is done again from the
+committed offset. The group's generation goes with the offsets into the transaction: a
+worker that lost its partitions (paused, cut off) can no longer commit its transaction,
+which is then aborted with its outputs.
+
+How it runs: the consumer is polled on one thread, the transactional producer written on
+another (librdkafka blocks); messages are decided several at a time (`InFlight`) and their
+outcomes written into the open transaction strictly in arrival order, which a committer
+commits as soon as it has something (a transaction per few messages under load, per
+message when idle, so a downstream stage waits a commit, a few milliseconds, not an
+interval). `_lock` keeps the transaction whole: writing an outcome, committing, and the
+rebalance callbacks each hold it.
+
+Every rebalance or failed commit starts an epoch: what the previous epoch had in flight is
+dropped, the transaction is committed (on a revoke) or aborted (on a failure or a lost
+partition), and the consumer is sent back to the committed offsets. A worker killed with a
+transaction open leaves it to the transaction coordinator, which aborts it after
+`TRANSACTION_TIMEOUT_S`; until then read-committed consumers of the partitions it wrote
+wait at that transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any, TypeVar
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from schemas.envelope import Message as Event
+from schemas.topics import TopicSpec, producer_settings
+from streams.in_flight import InFlight, Pending
+from streams.stage import Handle, Outcome, Publish, Received, Stage
+from vigil.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A commit not done in this long is stuck (the calls in it time out after 10 s each, but
+# librdkafka 2.16 can block past that after a broker restart: librdkafka #5456, #5511).
+COMMIT_DEADLINE_S = 25.0
+# A transactional call's own timeout; how long leaving the group may take.
+CALL_TIMEOUT_S = 10.0
+CLOSE_WAIT_S = 20.0
+# How long a revoke waits for a commit in progress.
+REVOKE_WAIT_S = 15.0
+# The longest a written outcome waits for the ones decided after it before its commit.
+COMMIT_WAIT_S = 0.05
+
+# What a stage does with one decoded input: the state key its outcome records under (None:
+# none) and the handler deciding it; None to pass over the message (a type it does not act on).
+# `state` reads the stage's state as committed or written in the open transaction. A route is
+# called when its message's turn to be decided comes, after every message before it that was
+# not in flight with it has recorded its state.
+Route = Callable[[Event, Callable[[str], Any]], tuple[str | None, Handle] | None]
+
+
+def changelog_topic(group: str) -> str:
+    """The compacted topic holding a stage's state."""
+    return f"{group}-state-changelog"
+
+
+@dataclass(frozen=True)
+class _Keyed:
+    """An outcome's state with the key it is recorded under."""
+
+    key: str
+    value: Any
+
+
+class ChangelogState:
+    """A stage's state: key -> JSON value, written in the transaction that publishes the
+    outcome it belongs to. Partition p of the changelog holds the keys of the inputs'
+    partition p (the inputs are co-partitioned), restored when that partition is assigned."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self._committed: dict[str, tuple[int, Any]] = {}
+        self._written: dict[str, tuple[int, Any]] = {}
+
+    def get(self, key: str) -> Any:
+        if key in self._written:
+            return self._written[key][1]
+        found = self._committed.get(key)
+        return found[1] if found else None
+
+    def write(self, key: str, value: Any, partition: int) -> tuple[bytes, bytes]:
+        if hasattr(value, "model_dump"):
+            value = value.model_dump(mode="json")
+        self._written[key] = (partition, value)
+        return key.encode(), json.dumps(value).encode()
+
+    def values(self) -> list[Any]:
+        """Every key's value, as committed or written."""
+        merged = {**self._committed, **self._written}
+        return [value for _, value in merged.values()]
+
+    def commit(self) -> None:
+        self._committed.update(self._written)
+        self._written.clear()
+
+    def abort(self) -> None:
+        self._written.clear()
+
+    def restore(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
+        for key, value in records:
+            if value is None:
+                self._committed.pop(key.decode(), None)
+            else:
+                self._committed[key.decode()] = (partition, json.loads(value))
+
+    def forget(self, partitions: set[int]) -> None:
+        self._committed = {k: v for k, v in self._committed.items() if v[0] not in partitions}
+
+    def clear(self) -> None:
+        self._committed.clear()
+        self._written.clear()
+
+
+class TransactionalStage:
+    def __init__(
+        self,
+        stage: Stage,
+        group: str,
+        routes: Mapping[TopicSpec, Route],
+        settings: Settings,
+        *,
+        limit: int = 1,
+        stateful: bool = True,
+        once_per_key: bool = False,
+    ) -> None:
+        """`limit`: messages decided at once. `stateful`: whether outcomes record state.
+        `once_per_key`: a key's outcome is published once (a second message of a key in
+        flight with the first is decided, and its outcome dropped at its turn)."""
+        self.stage = stage
+        self.group = group
+        self.settings = settings
+        self.limit = limit
+        self.once_per_key = once_per_key
+        counts = {spec.partitions or settings.topic_partitions for spec in routes}
+        if len(counts) != 1:
+            raise ValueError(f"{group}: inputs {[s.name for s in routes]} are not co-partitioned")
+        self.partitions = counts.pop()
+        self._inputs = {spec.name: (spec, route) for spec, route in routes.items()}
+        self.state = ChangelogState(changelog_topic(group)) if stateful else None
+        self._reset()
+
+    def _reset(self) -> None:
+        """What one run of the stage holds; a run that failed leaves nothing to the next."""
+        if self.state is not None:
+            self.state.clear()
+        # A call left stuck by an earlier run must change nothing of this one when it returns.
+        self._run = getattr(self, "_run", 0) + 1
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._polling = ThreadPoolExecutor(1, thread_name_prefix=f"{self.group}-poll")
+        self._writing = ThreadPoolExecutor(1, thread_name_prefix=f"{self.group}-txn")
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._in_transaction = False
+        # Per assigned input partition: the committed offset (where a rewind goes back to),
+        # and the offsets written in the open transaction.
+        self._committed: dict[tuple[str, int], int] = {}
+        self._uncommitted: dict[tuple[str, int], int] = {}
+        self._written = asyncio.Event()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run_forever(self) -> None:
+        """`run` again and again until cancelled: a run that fails is logged, and the next
+        starts a second later with new clients."""
+        while True:
+            try:
+                await self.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s stopped; starting it again in 1 s", self.group)
+            await asyncio.sleep(1.0)
+
+    async def run(self) -> None:
+        """Consume, decide and publish until cancelled; then commit what is written. What
+        fails stops the run (its transaction is aborted by its coordinator); the caller
+        starts another."""
+        self._reset()
+        try:
+            await self._on(self._writing, self._open_producer)
+            await self._on(self._polling, self._open_consumer)
+            while True:
+                await self._run_epoch(self._epoch)
+                await self._on(self._polling, self._rewind)
+        finally:
+            try:
+                closing = asyncio.shield(self._on(self._polling, self._close))
+                await asyncio.wait_for(closing, CLOSE_WAIT_S)
+            except TimeoutError:
+                log.error("%s: leaving the group took too long; left behind", self.group)
+
+    async def _run_epoch(self, epoch: int) -> None:
+        """Feed the window until the epoch ends; what stops the feeder, the committer or
+        the window's emitter first ends the epoch (and is raised, if it failed)."""
+        complete = partial(self._complete, epoch)
+        async with InFlight(self.stage, self.limit, complete=complete) as window:
+            tasks = [
+                asyncio.create_task(self._feed(epoch, window)),
+                asyncio.create_task(self._commit_when_written(epoch, window)),
+                asyncio.create_task(window.stopped()),
+            ]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _feed(self, epoch: int, window: InFlight) -> None:
+        while epoch == self._epoch:
+            messages = await self._on(self._polling, self._poll)
+            for message in messages:
+                if epoch != self._epoch:
+                    break  # dropped: the rewind fetches them again
+                await self._submit(window, message)
+
+    async def _submit(self, window: InFlight, message: Message) -> None:
+        source = Received(
+            topic=message.topic(),
+            partition=message.partition(),
+            offset=message.offset(),
+            key=message.key(),
+            value=message.value(),
+        )
+        spec, route = self._inputs[source.topic]
+        parsed = self.stage.parse(source, spec)
+        if isinstance(parsed, Publish):  # undecodable: its dead letter is its outcome
+            await window.submit(_nothing, source, None, None, partial(Outcome, (parsed,)))
+            return
+        await window.submit(_nothing, source, parsed, None, partial(self._decide, route, parsed))
+
+    async def _decide(self, route: Route, message: Event) -> Outcome:
+        """Route the message and run its handler; its state comes back keyed."""
+        routed = route(message, self.state.get if self.state is not None else _no_state)
+        if routed is None:
+            return Outcome()
+        key, handle = routed
+        outcome = handle()
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        if key is not None and outcome.state is not None:
+            outcome = replace(outcome, state=_Keyed(key, outcome.state))
+        return outcome
+
+    async def _complete(self, epoch: int, pending: Pending, outcome: Outcome) -> None:
+        assert pending.received is not None
+        if pending.message is None:
+            items = list(outcome.publish)
+        else:
+            items = self.stage.publications(pending.received, pending.message, outcome)
+        record = outcome.state if isinstance(outcome.state, _Keyed) else None
+        if await self._on_writer(self._write, epoch, pending.received, items, record):
+            self._written.set()
+
+    async def _commit_when_written(self, epoch: int, window: InFlight) -> None:
+        """Commit what is written once the window has written every outcome decided by
+        then (or after `COMMIT_WAIT_S` under a steady flow): one transaction for all that
+        was decided while the last one committed."""
+        while True:
+            await self._written.wait()
+            try:
+                await asyncio.wait_for(window.settled.wait(), COMMIT_WAIT_S)
+            except TimeoutError:
+                pass
+            self._written.clear()
+            await self._on_writer(self._commit, epoch)
+
+    async def _on_writer(self, call: Callable[..., T], *args: Any) -> T:
+        """`call` on the producer's thread. One not done within `COMMIT_DEADLINE_S` (or
+        waiting behind one that is not) is stuck in librdkafka: the run is given up, and the
+        next run's producer fences this one's transaction."""
+        try:
+            return await asyncio.wait_for(self._on(self._writing, call, *args), COMMIT_DEADLINE_S)
+        except TimeoutError:
+            stuck = f"{self.group}: the producer's thread is stuck over {COMMIT_DEADLINE_S} s"
+            raise RuntimeError(stuck) from None
+
+    async def _on(self, thread: ThreadPoolExecutor, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(thread, call, *args)
+
+    # -- the producer's thread ------------------------------------------------------------
+
+    def _open_producer(self) -> None:
+        self._producer = Producer(
+            producer_settings(
+                self.settings.kafka_bootstrap_servers,
+                {
+                    "transactional.id": f"{self.group}-{self.settings.worker_id}",
+                    "transaction.timeout.ms": int(self.settings.transaction_timeout_s * 1000),
+                    "linger.ms": 1,
+                    # A transaction begun while the last one's markers are being written is
+                    # refused (CONCURRENT_TRANSACTIONS) and retried after this.
+                    "retry.backoff.ms": 5,
+                    # librdkafka (2.16) can lose its group coordinator for good when the
+                    # broker restarts, `send_offsets_to_transaction` then blocking past its
+                    # timeout (librdkafka #5456, #5511); a metadata refresh finds it again.
+                    "topic.metadata.refresh.interval.ms": 2000,
+                },
+            )
+        )
+        self._producer.init_transactions(30)
+
+    def _write(
+        self,
+        epoch: int,
+        source: Received,
+        items: list[Publish],
+        record: _Keyed | None,
+    ) -> bool:
+        """Write an input's outcome into the open transaction; False if its epoch is over."""
+        assert self._producer is not None
+        with self._lock:
+            if epoch != self._epoch:
+                return False
+            state = self.state
+            if self.once_per_key and record and state is not None and state.get(record.key):
+                log.info(
+                    "%s: %s was handled by an earlier message; not published again",
+                    self.stage.name,
+                    record.key,
+                )
+                items, record = [], None
+            if not self._in_transaction:
+                self._producer.begin_transaction()
+                self._in_transaction = True
+            for item in items:
+                self._produce(
+                    item.topic.name,
+                    item.key.encode() if item.key is not None else None,
+                    item.topic.encode(item.message),
+                )
+            if record is not None and state is not None:
+                key, value = state.write(record.key, record.value, source.partition)
+                self._produce(state.topic, key, value, source.partition)
+            self._uncommitted[(source.topic, source.partition)] = source.offset + 1
+            return True
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes, partition: int = -1) -> None:
+        assert self._producer is not None
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, partition=partition)
+                return
+            except BufferError:
+                self._producer.poll(0.05)  # the local queue is full: let it drain
+
+    def _commit(self, epoch: int) -> None:
+        with self._lock:
+            if epoch == self._epoch:
+                self._commit_or_abort()
+
+    def _commit_or_abort(self) -> None:
+        """Commit the open transaction with its input offsets; abort it (and start a new
+        epoch) if that fails. Holds `_lock`."""
+        assert self._producer is not None and self._consumer is not None
+        if not self._uncommitted:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()]
+        began, run, producer = time.monotonic(), self._run, self._producer
+        for attempt in range(5):
+            try:
+                producer.send_offsets_to_transaction(
+                    offsets, self._consumer.consumer_group_metadata(), CALL_TIMEOUT_S
+                )
+                producer.commit_transaction(CALL_TIMEOUT_S)
+                break
+            except KafkaException as exc:
+                if run != self._run:
+                    return
+                error: KafkaError = exc.args[0]
+                if error.retriable() and attempt < 4:
+                    log.warning("%s: commit failed (%s); retrying", self.group, error)
+                    time.sleep(0.2)
+                    continue
+                log.warning("%s: transaction aborted: %s", self.group, error)
+                self._abort(fatal=error.fatal())
+                return
+        if run != self._run:
+            return
+        log.debug(
+            "%s: committed %s in %.1f ms",
+            self.group,
+            offsets,
+            (time.monotonic() - began) * 1000,
+        )
+        self._in_transaction = False
+        self._committed.update(self._uncommitted)
+        self._uncommitted.clear()
+        if self.state is not None:
+            self.state.commit()
+
+    def _abort(self, fatal: bool = False) -> None:
+        """Throw the open transaction away and start a new epoch. Holds `_lock`."""
+        assert self._producer is not None
+        if fatal:  # fenced or broken for good: a new producer fences this one's id
+            self._producer = None
+            self._open_producer()
+        elif self._in_transaction:
+            try:
+                self._producer.abort_transaction(CALL_TIMEOUT_S)
+            except KafkaException as exc:
+                log.error("%s: abort failed (%s); starting a new producer", self.group, exc)
+                self._producer = None
+                self._open_producer()
+        self._in_transaction = False
+        self._uncommitted.clear()
+        if self.state is not None:
+            self.state.abort()
+        self._epoch += 1
+
+    # -- the consumer's thread ------------------------------------------------------------
+
+    def _open_consumer(self) -> None:
+        self._create_changelog()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+                "group.id": self.group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                # A camera's partition of every input goes to the same worker.
+                "partition.assignment.strategy": "range",
+                "session.timeout.ms": int(self.settings.worker_session_timeout_s * 1000),
+                "topic.metadata.refresh.interval.ms": 5000,
+            }
+        )
+        self._consumer.subscribe(
+            list(self._inputs),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
+    def _create_changelog(self) -> None:
+        if self.state is None:
+            return
+        wanted = NewTopic(
+            self.state.topic,
+            num_partitions=self.partitions,
+            replication_factor=1,
+            config={"cleanup.policy": "compact"},
+        )
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap_servers})
+        try:
+            admin.create_topics([wanted])[self.state.topic].result(30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+    def _poll(self) -> list[Message]:
+        assert self._consumer is not None
+        messages = self._consumer.consume(num_messages=max(self.limit, 16), timeout=0.2)
+        live = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                live.append(message)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("%s: consumer error: %s", self.group, error)
+        return live
+
+    def _rewind(self) -> None:
+        """Send every assigned partition back to its committed offset (a new epoch began)."""
+        assert self._consumer is not None
+        for (topic, partition), offset in self._committed.items():
+            try:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                log.error("%s: rewinding %s[%d] failed: %s", self.group, topic, partition, exc)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            # With read_committed this waits out offsets a transaction still holds.
+            committed = consumer.committed(partitions, timeout=120)
+            self._restore(committed)
+            with self._lock:
+                for tp in committed:
+                    offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                    self._committed[(tp.topic, tp.partition)] = offset
+                    tp.offset = offset
+                self._epoch += 1
+            consumer.assign(committed)
+            log.info(
+                "%s: assigned %s", self.group, [(p.topic, p.partition, p.offset) for p in committed]
+            )
+        except Exception:
+            log.exception("%s: taking partitions %s failed", self.group, partitions)
+            raise
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._give_up(partitions, commit=True)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._give_up(partitions, commit=False)
+
+    def _give_up(self, partitions: list[TopicPartition], *, commit: bool) -> None:
+        """Partitions leave: commit what is written (revoked) or abort it (lost), and end
+        the epoch."""
+        if not self._lock.acquire(timeout=REVOKE_WAIT_S):
+            # A commit is stuck: leave without it (the next producer fences this one).
+            log.error("%s: partitions left while a commit is stuck", self.group)
+            self._epoch += 1
+            self._forget(partitions)
+            return
+        try:
+            if commit:
+                self._commit_or_abort()
+                self._epoch += 1
+            else:
+                self._abort()
+            self._forget(partitions)
+        finally:
+            self._lock.release()
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._committed.pop((tp.topic, tp.partition), None)
+        kept = {partition for _, partition in self._committed}
+        if self.state is not None:
+            self.state.forget({tp.partition for tp in partitions} - kept)
+
+    def _restore(self, partitions: list[TopicPartition]) -> None:
+        """Read the state's changelog to its end for each assigned partition."""
+        if self.state is None:
+            return
+        held = {partition for _, partition in self._committed}
+        wanted = {tp.partition for tp in partitions} - held
+        if not wanted:
+            return
+        reader = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+                "group.id": f"{self.group}-restore",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+            }
+        )
+        topic = self.state.topic
+        try:
+            remaining = set()
+            for partition in wanted:
+                low, high = reader.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=30
+                )
+                if high > low:
+                    remaining.add(partition)
+            reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in remaining])
+            records: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in remaining}
+            while remaining:
+                for message in reader.consume(num_messages=1000, timeout=1.0):
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            remaining.discard(message.partition())
+                        else:
+                            log.warning("%s: restoring its state: %s", self.group, error)
+                        continue
+                    records[message.partition()].append((message.key(), message.value()))
+            for partition, found in records.items():
+                self.state.restore(partition, found)
+                log.info(
+                    "%s: restored %d records of partition %d", self.group, len(found), partition
+                )
+        finally:
+            reader.close()
+
+    def _close(self) -> None:
+        """Leave the group (the revoke commits what is written) and stop the threads."""
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except Exception:
+                log.exception("%s: closing the consumer failed", self.group)
+        self._writing.shutdown(wait=False)
+        self._polling.shutdown(wait=False)
+
+
+def _nothing() -> None:
+    """The acknowledgement of a transactional input: its offset commits with its outcome."""
+
+
+def _no_state(key: str) -> None:
+    return None
