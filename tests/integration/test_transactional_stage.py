@@ -25,7 +25,7 @@ from vigil.devservices.kafka import create_topics
 from vigil.devservices.procs import REPO_ROOT, ManagedProcess, start_process
 from vigil.devservices.stack import Stack
 
-IMAGES_PER_CAMERA = 100
+IMAGES_PER_CAMERA = 50
 CAMERAS = [f"cam-{n}" for n in range(6)]
 
 

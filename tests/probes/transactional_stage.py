@@ -44,7 +44,7 @@ async def main(bootstrap: str, group: str, input_name: str, output_name: str, wo
     async def answer(image: ImageReceived, answered: bool) -> Outcome:
         if answered:
             return Outcome()
-        await asyncio.sleep(random.uniform(0.1, 0.3))
+        await asyncio.sleep(random.uniform(0.05, 0.2))
         produced = detections_event(image, ["person"]).model_copy(update={"producer": worker})
         return Outcome(publish=(Publish(target, image.camera_id, produced),), state=True)
 
