@@ -30,7 +30,6 @@ wait at that transaction.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import threading
@@ -169,6 +168,7 @@ class TransactionalStage:
         self.partitions = counts.pop()
         self._inputs = {spec.name: (spec, route) for spec, route in routes.items()}
         self.state = ChangelogState(changelog_topic(group)) if stateful else None
+        self._run = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -176,7 +176,7 @@ class TransactionalStage:
         if self.state is not None:
             self.state.clear()
         # A call left stuck by an earlier run must change nothing of this one when it returns.
-        self._run = getattr(self, "_run", 0) + 1
+        self._run += 1
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._polling = ThreadPoolExecutor(1, thread_name_prefix=f"{self.group}-poll")
@@ -270,9 +270,7 @@ class TransactionalStage:
         if routed is None:
             return Outcome()
         key, handle = routed
-        outcome = handle()
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
+        outcome = await self.stage.decide(message, handle)
         if key is not None and outcome.state is not None:
             outcome = replace(outcome, state=_Keyed(key, outcome.state))
         return outcome
