@@ -53,7 +53,9 @@ class Projector:
                 "group.id": self.consumer_name,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
-                "enable.partition.eof": False,
+                # The end of a partition moves its offset past the marker of the transaction
+                # that wrote its last record (offset + 1 of that record would leave a lag of 1).
+                "enable.partition.eof": True,
                 "topic.metadata.refresh.interval.ms": 5000,
                 "reconnect.backoff.max.ms": 2000,
                 # The loop stops polling while it waits out a Postgres outage.
@@ -69,19 +71,21 @@ class Projector:
         try:
             while not stop.is_set():
                 messages = self._consumer.consume(num_messages=self.batch_size, timeout=0.5)
-                live = [m for m in messages if not self._is_error(m)]
+                live = [m for m in messages if self._wanted(m)]
                 if live:
                     self._apply_until_done(live, stop)
         finally:
             self._consumer.close()
 
-    def _is_error(self, message: Message) -> bool:
+    def _wanted(self, message: Message) -> bool:
+        """A record, or the end of a partition beyond its last applied record."""
         error = message.error()
         if error is None:
-            return False
-        if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("consumer error: %s", error)
-        return True
+            return True
+        if error.code() == KafkaError._PARTITION_EOF:
+            return message.offset() > self._positions.get((message.topic(), message.partition()), 0)
+        log.warning("consumer error: %s", error)
+        return False
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         stored = self._load_positions_blocking([(p.topic, p.partition) for p in partitions])
@@ -145,6 +149,9 @@ class Projector:
             for message in messages:
                 key = (message.topic(), message.partition())
                 offset = message.offset()
+                if message.error() is not None:  # the end of the partition: only its offset
+                    advanced[key] = max(advanced.get(key, 0), offset)
+                    continue
                 if offset < self._positions.get(key, 0):
                     continue  # already applied before a restart or rebalance
                 self._apply_one(session, message)

@@ -62,9 +62,13 @@ def partition_for(key: str, partitions: int) -> int:
 
 # The worker's Faust app id, which is also its Kafka consumer group.
 WORKER_GROUP = "vigil-worker"
-# The detection stage's consumer group: a transactional stage (streams.transactional), apart
-# from the Faust app's group.
+# The consumer groups of the transactional stages (streams.transactional), apart from the
+# Faust app's group.
 DETECTION_GROUP = "vigil-detection"
+ENRICHMENT_GROUP = "vigil-enrichment"
+BATCH_GROUP = "vigil-batches"
+ANALYSIS_GROUP = "vigil-analysis"
+EVALUATION_GROUP = "vigil-evaluation"
 
 Carries = Literal["events", "commands"]
 
@@ -278,4 +282,14 @@ EVENT_TOPICS: tuple[TopicSpec, ...] = tuple(t for t in ALL_TOPICS if t.carries =
 
 DEAD_LETTER_TOPICS: dict[Stage, TopicSpec] = {
     topic.dead_letters_of: topic for topic in ALL_TOPICS if topic.dead_letters_of is not None
+}
+
+
+# What each transactional stage consumes, by its consumer group (co-partitioned inputs).
+STAGE_INPUTS: dict[str, tuple[TopicSpec, ...]] = {
+    DETECTION_GROUP: (IMAGES, DETECTION_COMMANDS),
+    ENRICHMENT_GROUP: (DETECTIONS, ENRICHMENT_COMMANDS),
+    BATCH_GROUP: (ENRICHMENTS, BATCH_COMMANDS),
+    ANALYSIS_GROUP: (BATCHES, ANALYSIS_COMMANDS),
+    EVALUATION_GROUP: (EVALUATION_COMMANDS,),
 }

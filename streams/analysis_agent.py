@@ -12,6 +12,7 @@ event, and no made-up score, is ever written for it.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import uuid
 from collections.abc import Callable
@@ -32,7 +33,8 @@ from schemas.analysis import (
     risk_json_schema,
 )
 from schemas.batches import BatchClosed
-from schemas.topics import AI_AUDIT, ANALYSIS_COMMANDS, BATCHES, SECURITY_EVENTS
+from schemas.envelope import Message
+from schemas.topics import AI_AUDIT, ANALYSIS_COMMANDS, ANALYSIS_GROUP, BATCHES, SECURITY_EVENTS
 from streams.analysis import (
     Answer,
     InvalidAnalysis,
@@ -43,8 +45,9 @@ from streams.analysis import (
 from streams.analyst import Analyst, AnalystAnswer, AnalystRequest
 from streams.prompts import PromptBook, follow_prompts
 from streams.retry import RetryExhausted, RetryPolicy, call_with_retry
-from streams.stage import Failure, Outcome, Publish, Stage
-from streams.wiring import Wiring, received
+from streams.stage import Failure, Handle, Outcome, Publish, Stage
+from streams.transactional import TransactionalStage
+from streams.wiring import Wiring
 
 log = logging.getLogger(__name__)
 
@@ -255,15 +258,24 @@ async def on_replay(command: ReplayPrompt, deps: AnalysisDeps) -> Outcome:
     return Outcome(publish=(*audits, Publish(AI_AUDIT, command.camera_id, replayed)))
 
 
+def once_prompts_ready(prompts: PromptBook, handle: Handle) -> Handle:
+    """`handle`, run once the prompt versions the topic held at start are known."""
+
+    async def ready() -> Outcome:
+        await prompts.ready.wait()
+        outcome = handle()
+        return await outcome if inspect.isawaitable(outcome) else outcome
+
+    return ready
+
+
 def register(wiring: Wiring, analyst: Analyst, policy: RetryPolicy) -> AnalysisDeps:
-    """The analysis agent and the prompt follower; the deps, which the evaluator shares."""
+    """The analysis stage and the prompt follower; the deps, which the evaluator shares."""
     settings = wiring.settings
-    stage = Stage("analysis", f"{settings.worker_id}/analysis", wiring.publish)
+    stage = Stage("analysis", f"{settings.worker_id}/analysis")
     prompts = PromptBook()
     deps = AnalysisDeps(analyst, policy, prompts, settings.analyst_prompt, stage.producer)
     stop_following = asyncio.Event()
-    # batch_id -> its analyses (`Analysed`); rebuilt from its changelog on restart.
-    analysed = wiring.table("analysed-batches", default=int)
 
     @wiring.app.task
     async def keep_prompts_current() -> None:
@@ -273,25 +285,23 @@ def register(wiring: Wiring, analyst: Analyst, policy: RetryPolicy) -> AnalysisD
     async def stop_prompt_follower(app: faust.App, **_: object) -> None:
         stop_following.set()
 
-    @wiring.app.agent(wiring.topic(BATCHES, ANALYSIS_COMMANDS))
-    async def analyse(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            source = received(event)
-            message = await stage.decode(source)
-            if isinstance(message, BatchClosed):
-                so_far = Analysed.of(analysed[message.batch_id]).version
-                handle = partial(on_batch_closed, message, so_far, deps)
-            elif isinstance(message, ReplayPrompt):
-                handle = partial(on_replay, message, deps)
-            elif isinstance(message, ReanalyseBatch):
-                handle = partial(
-                    on_reanalyse, message, Analysed.of(analysed[message.batch_id]), deps
-                )
-            else:
-                continue  # undecodable (dead-lettered), or BatchOpened / DetectionsBatched
-            await prompts.ready.wait()  # the prompt versions the topic held at start
-            outcome = await stage.handle(source, message, handle)
-            if outcome.state:
-                await analysed.put(message.batch_id, outcome.state)
+    # State: batch_id -> its analyses (`Analysed`).
+    def route(message: Message, state: Callable[[str], Any]) -> tuple[str | None, Handle] | None:
+        if isinstance(message, BatchClosed):
+            so_far = Analysed.of(state(message.batch_id) or 0).version
+            key, handle = message.batch_id, partial(on_batch_closed, message, so_far, deps)
+        elif isinstance(message, ReanalyseBatch):
+            analysed = Analysed.of(state(message.batch_id) or 0)
+            key, handle = message.batch_id, partial(on_reanalyse, message, analysed, deps)
+        elif isinstance(message, ReplayPrompt):
+            key, handle = None, partial(on_replay, message, deps)
+        else:
+            return None  # BatchOpened, DetectionsBatched
+        return key, once_prompts_ready(prompts, handle)
 
+    # One batch at a time: a reanalysis decides on the version the one before recorded.
+    analysis = TransactionalStage(
+        stage, ANALYSIS_GROUP, {BATCHES: route, ANALYSIS_COMMANDS: route}, settings
+    )
+    wiring.run_forever(analysis.run_forever, name="analysis")
     return deps

@@ -19,7 +19,6 @@ from streams import (
     evaluator_agent,
     watcher_task,
 )
-from streams.consumer import use_recovery_safe_consumer
 from streams.models import Models
 from streams.retry import RetryPolicy
 from streams.wiring import Wiring
@@ -43,7 +42,6 @@ def create_worker_app(settings: Settings, models: Models | None = None) -> faust
         broker_commit_interval=1.0,
         broker_session_timeout=settings.worker_session_timeout_s,
     )
-    use_recovery_safe_consumer(app)
     wiring = Wiring(app, settings)
     models = models or Models.on_triton(settings)
     policy = RetryPolicy.from_settings(settings)

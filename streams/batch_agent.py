@@ -5,10 +5,11 @@ batched) and return the events to publish and the camera's new state: `on_detect
 opens a batch, adds an image's detections and closes it at the maximum size; `on_flush`
 closes it on a manual flush or a timer's command. `due_flushes` is the timer's decision.
 
-State lives in the `camera-batches` table (changelog-backed), keyed by camera, so a
-worker killed mid-batch recovers the open batch on restart and closes it with every
-detection in it. Timers never touch the table: they send a `FlushBatch` command, and the
-agent (which owns the table) applies it.
+`register` runs them as a transactional stage (`streams.transactional`) whose state is
+keyed by camera: each event, the camera's new state and the input's offset are committed
+together, so a worker killed mid-batch leaves the open batch to the next owner of the
+camera's partition, which closes it once, with every detection in it. Timers never touch
+the state: they send a `FlushBatch` command, and the stage applies it in its turn.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-
-import faust
+from typing import Any
 
 from schemas.batches import BatchClosed, BatchOpened, DetectionsBatched, FlushBatch
 from schemas.enrichments import DetectionsEnriched
 from schemas.envelope import Message, utcnow
-from schemas.topics import BATCH_COMMANDS, BATCHES, ENRICHMENTS
+from schemas.topics import BATCH_COMMANDS, BATCH_GROUP, BATCHES, ENRICHMENTS
 from streams.batching import (
     BatchLimits,
     CameraBatches,
@@ -33,8 +33,9 @@ from streams.batching import (
     add_detections,
     flush,
 )
-from streams.stage import Outcome, Publish, Stage
-from streams.wiring import Wiring, received
+from streams.stage import Handle, Outcome, Publish, Stage
+from streams.transactional import TransactionalStage
+from streams.wiring import Wiring
 
 log = logging.getLogger(__name__)
 
@@ -132,43 +133,41 @@ HANDLERS: dict[type[Message], Callable[..., Outcome]] = {
 }
 
 
-def register(wiring: Wiring) -> None:
+def register(wiring: Wiring) -> TransactionalStage:
     settings = wiring.settings
     # Poison messages on the batch inputs are dead-lettered with the analysis stage's.
-    stage = Stage("analysis", f"{settings.worker_id}/batches", wiring.publish)
+    stage = Stage("analysis", f"{settings.worker_id}/batches")
     deps = BatchDeps(
         BatchLimits(settings.batch_window_s, settings.batch_idle_s, settings.batch_max_size),
         stage.producer,
     )
     pending = PendingFlushes()
-    table = wiring.table("camera-batches")
 
-    def load(camera_id: str) -> CameraBatches:
-        stored = table.get(camera_id)
-        return CameraBatches.model_validate(stored) if stored else CameraBatches()
+    # State: camera_id -> its `CameraBatches`.
+    def route(message: Message, state: Callable[[str], Any]) -> tuple[str, Handle] | None:
+        handler = HANDLERS.get(type(message))
+        if handler is None:
+            return None  # BatchOpened and the like, or a reprocessed enrichment
+        camera_id = message.camera_id  # type: ignore[attr-defined]
+        stored = state(camera_id)
+        batches = CameraBatches.model_validate(stored) if stored else CameraBatches()
+        return camera_id, partial(handler, message, batches, utcnow(), deps)
 
-    @wiring.app.agent(wiring.topic(ENRICHMENTS, BATCH_COMMANDS))
-    async def aggregate(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            source = received(event)
-            message = await stage.decode(source)
-            handler = HANDLERS.get(type(message))
-            if message is None or handler is None:
-                continue  # undecodable (dead-lettered), or a reprocessed enrichment
-            camera_id = message.camera_id  # type: ignore[attr-defined]
-            outcome = await stage.handle(
-                source, message, partial(handler, message, load(camera_id), utcnow(), deps)
-            )
-            if outcome.state is not None:
-                await table.put(camera_id, outcome.state.model_dump(mode="json"))
+    # One message at a time: each decides on the camera state the one before left.
+    batches = TransactionalStage(
+        stage, BATCH_GROUP, {ENRICHMENTS: route, BATCH_COMMANDS: route}, settings
+    )
+    wiring.run_forever(batches.run_forever, name="batches")
 
     @wiring.app.timer(settings.batch_check_interval_s)
     async def expire_batches() -> None:
         # A timer that raises stops the whole Faust app: this one logs and tries next tick.
         try:
-            states = [CameraBatches.model_validate(value) for value in list(table.values())]
+            states = [CameraBatches.model_validate(value) for value in await batches.values()]
             open_batches = [state.open for state in states if state.open is not None]
             for command in due_flushes(open_batches, pending, utcnow(), deps):
                 await wiring.publish(command)
         except Exception:
             log.exception("checking batch timers failed; retrying on the next tick")
+
+    return batches

@@ -4,6 +4,8 @@ Every image's detections go on to the batch aggregator, enriched or not: when th
 model fails after retries (`on_detections`), the failure is dead-lettered and the
 detections travel on with `enrichment_error` set, so analysis never waits on it. A
 reprocess command (`on_reprocess`) enriches one detection again as a new record.
+`register` runs both as a transactional stage (`streams.transactional`): each image's
+enrichment is published exactly once.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-
-import faust
+from typing import Any
 
 from schemas.detections import Detection, DetectionsProduced
 from schemas.enrichments import (
@@ -26,13 +27,13 @@ from schemas.enrichments import (
     detection_type,
 )
 from schemas.envelope import Message
-from schemas.topics import DETECTIONS, ENRICHMENT_COMMANDS, ENRICHMENTS
+from schemas.topics import DETECTIONS, ENRICHMENT_COMMANDS, ENRICHMENT_GROUP, ENRICHMENTS
 from streams.enricher import Enricher, EnricherResult
 from streams.images import read_image
-from streams.in_flight import InFlight
 from streams.retry import RetryExhausted, RetryPolicy, call_with_retry
-from streams.stage import Failure, Outcome, Publish, Stage
-from streams.wiring import Wiring, received
+from streams.stage import Failure, Handle, Outcome, Publish, Stage
+from streams.transactional import TransactionalStage
+from streams.wiring import Wiring
 
 
 @dataclass(frozen=True)
@@ -124,20 +125,23 @@ HANDLERS: dict[type[Message], Callable[..., Awaitable[Outcome]]] = {
 }
 
 
-def register(wiring: Wiring, enricher: Enricher, policy: RetryPolicy) -> None:
+def register(wiring: Wiring, enricher: Enricher, policy: RetryPolicy) -> TransactionalStage:
     settings = wiring.settings
-    stage = Stage("enrichment", f"{settings.worker_id}/enrichment", wiring.publish)
+    stage = Stage("enrichment", f"{settings.worker_id}/enrichment")
     deps = EnrichmentDeps(enricher, policy, settings.max_image_bytes, stage.producer)
 
-    @wiring.app.agent(wiring.topic(DETECTIONS, ENRICHMENT_COMMANDS))
-    async def enrich(stream: faust.StreamT) -> None:
-        async with InFlight(stage, settings.enrichment_in_flight) as window:
-            async for event in stream.noack().events():
-                source = received(event)
-                message = await stage.decode(source)
-                # A reprocess job's detections are kept beside the image's, not enriched.
-                if message is None or type(message) not in HANDLERS:
-                    await window.skip(event.ack)
-                    continue
-                handle = partial(HANDLERS[type(message)], message, deps)
-                await window.submit(event.ack, source, message, None, handle)
+    def route(message: Message, _state: Callable[[str], Any]) -> tuple[None, Handle] | None:
+        # A reprocess job's detections are kept beside the image's, not enriched.
+        handler = HANDLERS.get(type(message))
+        return None if handler is None else (None, partial(handler, message, deps))
+
+    enrichment = TransactionalStage(
+        stage,
+        ENRICHMENT_GROUP,
+        {DETECTIONS: route, ENRICHMENT_COMMANDS: route},
+        settings,
+        limit=settings.enrichment_in_flight,
+        stateful=False,
+    )
+    wiring.run_forever(enrichment.run_forever, name="enrichment")
+    return enrichment

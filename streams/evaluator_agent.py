@@ -19,11 +19,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TypeVar
-
-import faust
+from typing import Any, TypeVar
 
 from schemas.analysis import PromptConfigured
+from schemas.envelope import Message
 from schemas.evaluation import (
     AblationEvidence,
     ConsistencyEvidence,
@@ -40,14 +39,15 @@ from schemas.evaluation import (
     rubric_json_schema,
     suggestions_json_schema,
 )
-from schemas.topics import AI_AUDIT, EVALUATION_COMMANDS
+from schemas.topics import AI_AUDIT, EVALUATION_COMMANDS, EVALUATION_GROUP
 from streams import evaluation
 from streams.analysis import InvalidAnalysis, build_prompt, parse_answer, parse_assessment
-from streams.analysis_agent import AnalysisDeps, AuditTrail, analyst_request
+from streams.analysis_agent import AnalysisDeps, AuditTrail, analyst_request, once_prompts_ready
 from streams.analyst import AnalystRequest
 from streams.retry import RetryExhausted, call_with_retry
-from streams.stage import Outcome, Publish, Stage
-from streams.wiring import Wiring, received
+from streams.stage import Handle, Outcome, Publish, Stage
+from streams.transactional import TransactionalStage
+from streams.wiring import Wiring
 
 log = logging.getLogger(__name__)
 
@@ -339,9 +339,9 @@ async def on_test_prompt(command: TestPrompt, tested: bool, deps: EvaluationDeps
     )
 
 
-def register(wiring: Wiring, analysis: AnalysisDeps) -> None:
+def register(wiring: Wiring, analysis: AnalysisDeps) -> TransactionalStage:
     settings = wiring.settings
-    stage = Stage("analysis", f"{settings.worker_id}/evaluator", wiring.publish)
+    stage = Stage("analysis", f"{settings.worker_id}/evaluator")
     deps = EvaluationDeps(
         analysis=replace(analysis, producer=stage.producer),
         detector_model=settings.detector_model,
@@ -349,23 +349,21 @@ def register(wiring: Wiring, analysis: AnalysisDeps) -> None:
         repeats=settings.evaluation_repeats,
         judge_max_tokens=settings.evaluation_max_tokens,
     )
-    # evaluation_id or test_id -> True once published; rebuilt from its changelog on restart.
-    done = wiring.table("evaluations", default=bool)
 
-    @wiring.app.agent(wiring.topic(EVALUATION_COMMANDS))
-    async def evaluate(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            source = received(event)
-            message = await stage.decode(source)
-            if isinstance(message, EvaluateEvent):
-                key = message.evaluation_id
-                handle = partial(on_evaluate, message, done[key], deps)
-            elif isinstance(message, TestPrompt):
-                key = message.test_id
-                handle = partial(on_test_prompt, message, done[key], deps)
-            else:
-                continue  # undecodable: dead-lettered
-            await analysis.prompts.ready.wait()
-            outcome = await stage.handle(source, message, handle)
-            if outcome.state:
-                await done.put(key, outcome.state)
+    # State: evaluation_id or test_id -> True once its result is published.
+    def route(message: Message, done: Callable[[str], Any]) -> tuple[str, Handle] | None:
+        if isinstance(message, EvaluateEvent):
+            key = message.evaluation_id
+            handle = partial(on_evaluate, message, bool(done(key)), deps)
+        elif isinstance(message, TestPrompt):
+            key = message.test_id
+            handle = partial(on_test_prompt, message, bool(done(key)), deps)
+        else:
+            return None
+        return key, once_prompts_ready(analysis.prompts, handle)
+
+    evaluator = TransactionalStage(
+        stage, EVALUATION_GROUP, {EVALUATION_COMMANDS: route}, settings, once_per_key=True
+    )
+    wiring.run_forever(evaluator.run_forever, name="evaluation")
+    return evaluator

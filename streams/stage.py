@@ -6,12 +6,11 @@ dead-letter (if the stage gives up on its input) and the state to record once al
 is published. It never publishes or writes state itself, so a unit test calls it with
 fakes and reads the answer.
 
-`Stage` is what each agent loop does around its handlers: decode the message (or
-dead-letter it as undecodable), call the handler, dead-letter anything unexpected it
-raises, and turn the outcome into the messages to publish (`publications`). A Faust agent
-publishes them through the `send` its stage was built with; a transactional stage
-(`streams.transactional`) writes them in the transaction that commits its input. Nothing
-that goes wrong stops the loop.
+`Stage` is what every stage's loop does around its handlers: decode the message (or
+dead-letter it as undecodable: `parse`), call the handler and dead-letter anything
+unexpected it raises (`decide`), and turn the outcome into the messages to publish
+(`publications`), which the transactional stage (`streams.transactional`) writes in the
+transaction that commits its input. Nothing that goes wrong stops the loop.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -86,7 +85,6 @@ class Received:
     value: bytes | None
 
 
-Send = Callable[[Publish], Awaitable[None]]
 Handle = Callable[[], Outcome | Awaitable[Outcome]]
 
 
@@ -94,21 +92,10 @@ Handle = Callable[[], Outcome | Awaitable[Outcome]]
 class Stage:
     name: StageName
     producer: str
-    # Where `decode` and `emit` publish (None: a transactional stage, which publishes
-    # `parse` and `publications` itself).
-    send: Send | None = field(default=None, repr=False)
 
     @property
     def dead_letter_topic(self) -> TopicSpec:
         return DEAD_LETTER_TOPICS[self.name]
-
-    async def decode(self, received: Received) -> Message | None:
-        """The message as its topic's event type, or None once it has been dead-lettered."""
-        message = self.parse(received)
-        if isinstance(message, Publish):
-            await self._send(message)
-            return None
-        return message
 
     def parse(self, received: Received, topic: TopicSpec | None = None) -> Message | Publish:
         """The message as its topic's event type (`topic`: which topic it came from, when not
@@ -127,13 +114,7 @@ class Stage:
             key = received.key.decode(errors="replace") if received.key else None
             return self.dead_letter(received, Failure(exc), camera_id=key)
 
-    async def handle(self, received: Received, message: Message, handle: Handle) -> Outcome:
-        """Run the handler and publish what it decided; the outcome, to record its state."""
-        outcome = await self.decide(message, handle)
-        await self.emit(received, message, outcome)
-        return outcome
-
-    async def decide(self, message: Message, handle: Handle) -> Outcome:
+    async def decide(self, message: Message | None, handle: Handle) -> Outcome:
         """What the handler decided. What it raises is unexpected (it returns the failures it
         expects): that is an outcome that dead-letters the input with the error's type and
         text, and records nothing."""
@@ -145,15 +126,6 @@ class Stage:
             log.exception("%s: unexpected failure on %s", self.name, type(message).__name__)
             outcome = Outcome(failure=Failure(exc))
         return outcome
-
-    async def emit(self, received: Received, message: Message, outcome: Outcome) -> None:
-        for item in self.publications(received, message, outcome):
-            await self._send(item)
-
-    async def _send(self, item: Publish) -> None:
-        if self.send is None:
-            raise RuntimeError(f"stage {self.name} publishes through its transactions")
-        await self.send(item)
 
     def publications(self, received: Received, message: Message, outcome: Outcome) -> list[Publish]:
         """What `outcome` publishes, in order: its messages, then the input's dead letter."""

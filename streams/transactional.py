@@ -190,6 +190,19 @@ class TransactionalStage:
         self._uncommitted: dict[tuple[str, int], int] = {}
         self._written = asyncio.Event()
 
+    async def values(self) -> list[Any]:
+        """Every value of the state this worker holds (its partitions'), as committed or
+        written in the open transaction; read under `_lock`, between two writes."""
+        if self.state is None:
+            raise TypeError(f"{self.group} keeps no state")
+        state = self.state
+
+        def snapshot() -> list[Any]:
+            with self._lock:
+                return state.values()
+
+        return await asyncio.to_thread(snapshot)
+
     # -- the loop -------------------------------------------------------------------------
 
     async def run_forever(self) -> None:
@@ -226,7 +239,7 @@ class TransactionalStage:
         """Feed the window until the epoch ends; what stops the feeder, the committer or
         the window's emitter first ends the epoch (and is raised, if it failed)."""
         complete = partial(self._complete, epoch)
-        async with InFlight(self.stage, self.limit, complete=complete) as window:
+        async with InFlight(self.stage, self.limit, complete) as window:
             tasks = [
                 asyncio.create_task(self._feed(epoch, window)),
                 asyncio.create_task(self._commit_when_written(epoch, window)),
@@ -250,6 +263,10 @@ class TransactionalStage:
                 await self._submit(window, message)
 
     async def _submit(self, window: InFlight, message: Message) -> None:
+        if message.error() is not None:  # the end of a partition: its offset, at its turn
+            end = Received(message.topic(), message.partition(), message.offset() - 1, None, None)
+            await window.submit(end, None, Outcome)
+            return
         source = Received(
             topic=message.topic(),
             partition=message.partition(),
@@ -260,9 +277,9 @@ class TransactionalStage:
         spec, route = self._inputs[source.topic]
         parsed = self.stage.parse(source, spec)
         if isinstance(parsed, Publish):  # undecodable: its dead letter is its outcome
-            await window.submit(_nothing, source, None, None, partial(Outcome, (parsed,)))
+            await window.submit(source, None, partial(Outcome, (parsed,)))
             return
-        await window.submit(_nothing, source, parsed, None, partial(self._decide, route, parsed))
+        await window.submit(source, parsed, partial(self._decide, route, parsed))
 
     async def _decide(self, route: Route, message: Event) -> Outcome:
         """Route the message and run its handler; its state comes back keyed."""
@@ -276,7 +293,6 @@ class TransactionalStage:
         return outcome
 
     async def _complete(self, epoch: int, pending: Pending, outcome: Outcome) -> None:
-        assert pending.received is not None
         if pending.message is None:
             items = list(outcome.publish)
         else:
@@ -345,6 +361,12 @@ class TransactionalStage:
         with self._lock:
             if epoch != self._epoch:
                 return False
+            tp, offset = (source.topic, source.partition), source.offset + 1
+            if not items and record is None:
+                # Nothing to publish: worth a transaction only to move the offset on (past a
+                # transaction's marker, at the end of a partition).
+                if offset <= max(self._uncommitted.get(tp, self._committed.get(tp, 0)), 0):
+                    return False
             state = self.state
             if self.once_per_key and record and state is not None and state.get(record.key):
                 log.info(
@@ -365,7 +387,7 @@ class TransactionalStage:
             if record is not None and state is not None:
                 key, value = state.write(record.key, record.value, source.partition)
                 self._produce(state.topic, key, value, source.partition)
-            self._uncommitted[(source.topic, source.partition)] = source.offset + 1
+            self._uncommitted[tp] = offset
             return True
 
     def _produce(self, topic: str, key: bytes | None, value: bytes, partition: int = -1) -> None:
@@ -452,6 +474,10 @@ class TransactionalStage:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
+                # The end of a partition is where its offset goes once everything before is
+                # done: past the marker of the transaction that wrote its last record, which
+                # offset + 1 of that record is not (its lag would never reach 0).
+                "enable.partition.eof": True,
                 # A camera's partition of every input goes to the same worker.
                 "partition.assignment.strategy": "range",
                 "session.timeout.ms": int(self.settings.worker_session_timeout_s * 1000),
@@ -487,9 +513,9 @@ class TransactionalStage:
         live = []
         for message in messages:
             error = message.error()
-            if error is None:
+            if error is None or error.code() == KafkaError._PARTITION_EOF:
                 live.append(message)
-            elif error.code() != KafkaError._PARTITION_EOF:
+            else:
                 log.warning("%s: consumer error: %s", self.group, error)
         return live
 
@@ -608,10 +634,6 @@ class TransactionalStage:
                 log.exception("%s: closing the consumer failed", self.group)
         self._writing.shutdown(wait=False)
         self._polling.shutdown(wait=False)
-
-
-def _nothing() -> None:
-    """The acknowledgement of a transactional input: its offset commits with its outcome."""
 
 
 def _no_state(key: str) -> None:

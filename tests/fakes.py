@@ -13,14 +13,6 @@ from schemas.detections import Detection
 from streams.analyst import AnalystAnswer, AnalystRequest
 from streams.detector import DetectorResult
 from streams.enricher import EnricherResult
-from streams.stage import Publish
-
-
-class Published(list):
-    """A stage's `send`: keeps what the stage publishes, in order."""
-
-    async def __call__(self, item: Publish) -> None:
-        self.append(item)
 
 
 class FakeSender:

@@ -12,7 +12,7 @@ from api.queries import health
 from api.queries.breakers import circuit_breakers
 from api.security import resource_routers
 from schemas.envelope import utcnow
-from schemas.topics import DETECTION_GROUP, EVENT_TOPICS, IMAGES
+from schemas.topics import EVENT_TOPICS, STAGE_INPUTS
 
 read, write = resource_routers("/api/system", "system")
 log = logging.getLogger(__name__)
@@ -32,9 +32,10 @@ async def read_health(services: ServicesDep, session: SessionDep) -> HealthRespo
     lag: dict[str, dict[str, int]] = {}
     if kafka.status == "healthy":
         try:
-            lag[DETECTION_GROUP] = await run_in_threadpool(
-                health.group_lag, services.kafka_admin, DETECTION_GROUP, [IMAGES]
-            )
+            for group, inputs in STAGE_INPUTS.items():
+                lag[group] = await run_in_threadpool(
+                    health.group_lag, services.kafka_admin, group, inputs
+                )
             if postgres.status == "healthy":
                 lag[settings.projector_group] = await run_in_threadpool(
                     health.projector_lag,

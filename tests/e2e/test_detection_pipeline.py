@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from projections.tables import DeadLetterRow
 from schemas.codec import encode
 from schemas.images import ImageReceived, image_id_for
-from schemas.topics import IMAGES
+from schemas.topics import DETECTION_COMMANDS, IMAGES, STAGE_INPUTS
 from tests.support import (
     drop,
     new_camera_id,
@@ -321,5 +321,23 @@ def test_health_reports_every_service_and_lag(pipeline, api_client):
         "crop-attributes": "ready",
         "nemotron": "ready",
     }
-    assert set(body["consumer_lag"]) == {"vigil-detection", "vigil-projector"}
-    assert set(body["consumer_lag"]["vigil-detection"]) == {IMAGES.name}
+    assert set(body["consumer_lag"]) == {*STAGE_INPUTS, "vigil-projector"}
+    assert set(body["consumer_lag"]["vigil-detection"]) == {IMAGES.name, DETECTION_COMMANDS.name}
+
+
+def test_once_everything_is_processed_no_stage_lags(pipeline, camera_root, api_client, samples):
+    """Each stage's offsets reach the end of its inputs, past the marker of the transaction
+    that wrote their last record."""
+    camera_id = new_camera_id("lag")
+    drop(camera_root, camera_id, "lag.jpg", samples["bus.jpg"].read_bytes())
+    wait_for(lambda: detections_for(api_client, camera_id), timeout=60, what="detections")
+    seen: list[dict] = []
+
+    def lagging() -> bool:
+        seen.append(api_client.get("/api/system/health").json()["consumer_lag"])
+        return not any(n for by_topic in seen[-1].values() for n in by_topic.values())
+
+    try:
+        wait_for(lagging, timeout=120, what="every stage's lag at 0")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the last lags: {seen[-1]}") from None

@@ -1,4 +1,4 @@
-"""What every agent loop does around its handlers: decode or dead-letter, publish, give up."""
+"""What every stage does around its handlers: decode or dead-letter, decide, publish, give up."""
 
 from __future__ import annotations
 
@@ -12,29 +12,22 @@ from streams.errors import InvalidImage
 from streams.retry import RetryExhausted
 from streams.stage import Failure, Outcome, Publish, Received, Stage
 from tests.factories import detections_event, image_event
-from tests.fakes import Published
 
-
-def _stage() -> tuple[Stage, Published]:
-    sent = Published()
-    return Stage("detection", "worker-1/detection", sent), sent
+STAGE = Stage("detection", "worker-1/detection")
 
 
 def _received(value: bytes | None, key: bytes | None = b"front_door") -> Received:
     return Received(topic=IMAGES.name, partition=2, offset=41, key=key, value=value)
 
 
-async def test_decode_returns_the_event_of_the_topic():
-    stage, sent = _stage()
+def test_parse_returns_the_event_of_the_topic():
     image = image_event()
-    assert await stage.decode(_received(encode(image))) == image
-    assert sent == []
+    assert STAGE.parse(_received(encode(image))) == image
 
 
-async def test_undecodable_message_is_dead_lettered_with_its_bytes_and_position():
-    stage, sent = _stage()
-    assert await stage.decode(_received(b"\x00\x01 not json")) is None
-    [item] = sent
+def test_undecodable_message_is_dead_lettered_with_its_bytes_and_position():
+    item = STAGE.parse(_received(b"\x00\x01 not json"))
+    assert isinstance(item, Publish)
     letter = item.message
     assert (item.topic, item.key) == (DLQ_DETECTION, "front_door")
     assert isinstance(letter, DeadLettered)
@@ -53,27 +46,22 @@ async def test_undecodable_message_is_dead_lettered_with_its_bytes_and_position(
     )
 
 
-async def test_future_schema_version_is_dead_lettered_as_unsupported():
-    stage, sent = _stage()
+def test_future_schema_version_is_dead_lettered_as_unsupported():
     raw = encode(image_event()).replace(b'"schema_version":1', b'"schema_version":9')
-    assert await stage.decode(_received(raw, key=None)) is None
-    [item] = sent
+    item = STAGE.parse(_received(raw, key=None))
+    assert isinstance(item, Publish)
     assert item.message.error_type == "UnsupportedSchemaVersion"
     assert item.key is None and item.message.camera_id is None
     assert item.message.original == json.loads(raw)
 
 
-async def test_handle_publishes_in_order_then_the_dead_letter():
-    stage, sent = _stage()
+def test_an_outcome_publishes_in_order_then_the_dead_letter():
     image = image_event(camera_id="driveway")
     produced = detections_event(image, ["person"])
     first, second = Publish(DETECTIONS, "driveway", produced), Publish(IMAGES, "driveway", image)
     outcome = Outcome(publish=(first, second), failure=Failure(InvalidImage("bad"), attempts=1))
 
-    async def handler() -> Outcome:
-        return outcome
-
-    assert await stage.handle(_received(encode(image)), image, handler) is outcome
+    sent = STAGE.publications(_received(encode(image)), image, outcome)
     assert sent[:2] == [first, second]
     letter = sent[2].message
     assert (sent[2].topic, sent[2].key) == (DLQ_DETECTION, "driveway")
@@ -86,24 +74,22 @@ async def test_handle_publishes_in_order_then_the_dead_letter():
     assert letter.original == json.loads(encode(image))
 
 
-async def test_handle_takes_a_plain_function_too():
-    stage, sent = _stage()
+async def test_decide_takes_a_plain_function_too():
     image = image_event()
     item = Publish(IMAGES, image.camera_id, image)
-    outcome = await stage.handle(_received(encode(image)), image, lambda: Outcome(publish=(item,)))
-    assert (outcome.state, sent) == (None, [item])
+    outcome = await STAGE.decide(image, lambda: Outcome(publish=(item,)))
+    assert (outcome.state, outcome.publish) == (None, (item,))
 
 
 async def test_unexpected_failure_is_dead_lettered_and_records_nothing():
-    stage, sent = _stage()
     image = image_event(camera_id="porch")
 
     async def handler() -> Outcome:
         raise KeyError("boom")
 
-    outcome = await stage.handle(_received(encode(image)), image, handler)
+    outcome = await STAGE.decide(image, handler)
     assert outcome.state is None and outcome.publish == ()
-    [item] = sent
+    [item] = STAGE.publications(_received(encode(image)), image, outcome)
     assert (item.topic, item.message.error_type, item.message.error) == (
         DLQ_DETECTION,
         "KeyError",
@@ -112,14 +98,13 @@ async def test_unexpected_failure_is_dead_lettered_and_records_nothing():
     assert item.message.camera_id == "porch"
 
 
-async def test_failure_after_retries_keeps_attempts_and_times():
+def test_failure_after_retries_keeps_attempts_and_times():
     first, last = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 0, 7, tzinfo=UTC)
     failure = Failure.after(
         RetryExhausted(TimeoutError("slow"), 3, first, last), context={"raw_answer": "x"}
     )
-    stage, sent = _stage()
     produced = detections_event(image_event(), [])
-    await stage.emit(_received(encode(produced)), produced, Outcome(failure=failure))
+    sent = STAGE.publications(_received(encode(produced)), produced, Outcome(failure=failure))
     letter = sent[0].message
     assert (letter.attempt_count, letter.first_failed_at, letter.last_failed_at) == (3, first, last)
     assert (letter.error_type, letter.context) == ("TimeoutError", {"raw_answer": "x"})
