@@ -303,5 +303,5 @@ def register(wiring: Wiring, analyst: Analyst, policy: RetryPolicy) -> AnalysisD
     analysis = TransactionalStage(
         stage, ANALYSIS_GROUP, {BATCHES: route, ANALYSIS_COMMANDS: route}, settings
     )
-    wiring.run_forever(analysis.run_forever, name="analysis")
+    wiring.run_stage(analysis)
     return deps

@@ -26,6 +26,11 @@ from vigil.settings import Settings
 
 
 def create_worker_app(settings: Settings, models: Models | None = None) -> faust.App:
+    return wire_worker(settings, models).app
+
+
+def wire_worker(settings: Settings, models: Models | None = None) -> Wiring:
+    """The worker's app with every stage registered on it; nothing connects yet."""
     app = faust.App(
         WORKER_GROUP,
         broker=settings.kafka_url,
@@ -57,4 +62,4 @@ def create_worker_app(settings: Settings, models: Models | None = None) -> faust
     async def close_models(app: faust.App, **_: object) -> None:
         await models.close()
 
-    return app
+    return wiring

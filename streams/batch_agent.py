@@ -157,7 +157,7 @@ def register(wiring: Wiring) -> TransactionalStage:
     batches = TransactionalStage(
         stage, BATCH_GROUP, {ENRICHMENTS: route, BATCH_COMMANDS: route}, settings
     )
-    wiring.run_forever(batches.run_forever, name="batches")
+    wiring.run_stage(batches)
 
     @wiring.app.timer(settings.batch_check_interval_s)
     async def expire_batches() -> None:

@@ -124,7 +124,7 @@ def register(
     wiring: Wiring, detector: Detector, policy: RetryPolicy, detector_for: DetectorFor
 ) -> TransactionalStage:
     settings = wiring.settings
-    stage = Stage("detection", f"{settings.worker_id}/detection", None)
+    stage = Stage("detection", f"{settings.worker_id}/detection")
     deps = DetectionDeps(detector, policy, settings.max_image_bytes, stage.producer, detector_for)
 
     # State, per input: image_id -> True once its detections are published; for a reprocess
@@ -148,5 +148,5 @@ def register(
         limit=settings.detection_in_flight,
         once_per_key=True,
     )
-    wiring.run_forever(detection.run_forever, name="detection")
+    wiring.run_stage(detection)
     return detection

@@ -143,5 +143,5 @@ def register(wiring: Wiring, enricher: Enricher, policy: RetryPolicy) -> Transac
         limit=settings.enrichment_in_flight,
         stateful=False,
     )
-    wiring.run_forever(enrichment.run_forever, name="enrichment")
+    wiring.run_stage(enrichment)
     return enrichment

@@ -365,5 +365,5 @@ def register(wiring: Wiring, analysis: AnalysisDeps) -> TransactionalStage:
     evaluator = TransactionalStage(
         stage, EVALUATION_GROUP, {EVALUATION_COMMANDS: route}, settings, once_per_key=True
     )
-    wiring.run_forever(evaluator.run_forever, name="evaluation")
+    wiring.run_stage(evaluator)
     return evaluator

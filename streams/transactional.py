@@ -67,8 +67,12 @@ COMMIT_DEADLINE_S = 25.0
 # A transactional call's own timeout; how long leaving the group may take.
 CALL_TIMEOUT_S = 10.0
 CLOSE_WAIT_S = 20.0
-# How long a revoke waits for a commit in progress.
-REVOKE_WAIT_S = 15.0
+# How long a revoke waits for a commit in progress. A commit that started while the group
+# was beginning to rebalance can be held by the group coordinator until this member has
+# rejoined, which it does only once the revoke returns: waiting longer only stalls the whole
+# group (seen: every commit in progress at a rebalance held 15 s, the longest it was waited
+# for). Given up, such a commit then fails on the new generation and is aborted.
+REVOKE_WAIT_S = 2.0
 # The longest a written outcome waits for the ones decided after it before its commit.
 COMMIT_WAIT_S = 0.05
 
@@ -189,6 +193,10 @@ class TransactionalStage:
         self._committed: dict[tuple[str, int], int] = {}
         self._uncommitted: dict[tuple[str, int], int] = {}
         self._written = asyncio.Event()
+
+    @property
+    def inputs(self) -> tuple[TopicSpec, ...]:
+        return tuple(spec for spec, _ in self._inputs.values())
 
     async def values(self) -> list[Any]:
         """Every value of the state this worker holds (its partitions'), as committed or
@@ -432,14 +440,16 @@ class TransactionalStage:
                 return
         if run != self._run:
             return
-        log.debug(
-            "%s: committed %s in %.1f ms",
-            self.group,
-            offsets,
-            (time.monotonic() - began) * 1000,
+        took = time.monotonic() - began
+        (log.warning if took > 1.0 else log.debug)(
+            "%s: committed %s in %.1f ms", self.group, offsets, took * 1000
         )
         self._in_transaction = False
-        self._committed.update(self._uncommitted)
+        # Partitions given up while this commit was held (a revoke that did not wait for it)
+        # stay given up.
+        self._committed.update(
+            {tp: offset for tp, offset in self._uncommitted.items() if tp in self._committed}
+        )
         self._uncommitted.clear()
         if self.state is not None:
             self.state.commit()
@@ -557,8 +567,9 @@ class TransactionalStage:
         """Partitions leave: commit what is written (revoked) or abort it (lost), and end
         the epoch."""
         if not self._lock.acquire(timeout=REVOKE_WAIT_S):
-            # A commit is stuck: leave without it (the next producer fences this one).
-            log.error("%s: partitions left while a commit is stuck", self.group)
+            # A commit is held: leave without it (it fails on the new generation, or the
+            # next producer fences this one).
+            log.warning("%s: partitions left while a commit is held", self.group)
             self._epoch += 1
             self._forget(partitions)
             return

@@ -7,12 +7,11 @@ A leaf module: stages import it, it imports no stage. The Faust app itself is ma
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import faust
 
 from schemas.topics import TopicSpec
 from streams.stage import Publish
+from streams.transactional import TransactionalStage
 from vigil.settings import Settings
 
 
@@ -21,6 +20,7 @@ class Wiring:
         self.app = app
         self.settings = settings
         self._topics: dict[str, faust.TopicT] = {}
+        self.stages: list[TransactionalStage] = []
 
     def topic(self, spec: TopicSpec) -> faust.TopicT:
         """One of our topics as a Faust topic, to send to."""
@@ -40,11 +40,12 @@ class Wiring:
         pending = await self.topic(item.topic).send(key=key, value=value, force=True)
         await pending
 
-    def run_forever(self, run: Callable[[], Awaitable[None]], *, name: str) -> None:
-        """Run `run` (a transactional stage) for as long as the app runs."""
+    def run_stage(self, stage: TransactionalStage) -> None:
+        """Run `stage` for as long as the app runs (a run that fails starts again)."""
 
         async def task() -> None:
-            await run()
+            await stage.run_forever()
 
-        task.__name__ = task.__qualname__ = f"run_{name}"
+        task.__name__ = task.__qualname__ = f"run_{stage.group}"
         self.app.task(task)
+        self.stages.append(stage)
