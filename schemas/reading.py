@@ -3,7 +3,7 @@
 `read_range` finds the range by message timestamp (`offsets_for_times`, with some slack
 either side) and reads each partition from there to where it ended when the read began.
 The reprocessing jobs read their ranges with it, and the watcher what it announced before
-a restart.
+a restart. `take` is how every consumer loop of ours takes its next messages.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from schemas.codec import UndecodableMessage, decode
 from schemas.topics import TopicSpec
@@ -24,6 +24,16 @@ from schemas.topics import TopicSpec
 # and queues when a range is looked up by message time.
 SLACK = timedelta(minutes=5)
 READ_TIMEOUT_S = 120.0
+
+
+def take(consumer: Consumer, most: int, timeout: float) -> list[Message]:
+    """Up to `most` messages (or events): waits up to `timeout` for the first, then takes only
+    what is fetched already. `consume(most, timeout)` would wait until `most` arrived or the
+    timeout passed, holding a message that arrives alone for the whole timeout."""
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(num_messages=most - 1, timeout=0)] if most > 1 else [first]
 
 
 @dataclass
@@ -64,7 +74,7 @@ def read_range(
         while ends:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic.name} partitions {sorted(ends)} not read in time")
-            for message in consumer.consume(num_messages=500, timeout=1.0):
+            for message in take(consumer, 500, 1.0):
                 error = message.error()
                 if error is not None:
                     # A transactional topic's last record is a commit marker, never handed

@@ -52,6 +52,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.envelope import Message as Event
+from schemas.reading import take
 from schemas.topics import TopicSpec, producer_settings
 from streams.in_flight import InFlight, Pending
 from streams.stage import Handle, Outcome, Publish, Received, Stage
@@ -73,6 +74,8 @@ CLOSE_WAIT_S = 20.0
 # group (seen: every commit in progress at a rebalance held 15 s, the longest it was waited
 # for). Given up, such a commit then fails on the new generation and is aborted.
 REVOKE_WAIT_S = 2.0
+# How long a poll waits for a first message (then the feeder checks its epoch).
+POLL_S = 0.2
 # The longest a written outcome waits for the ones decided after it before its commit.
 COMMIT_WAIT_S = 0.05
 
@@ -519,7 +522,7 @@ class TransactionalStage:
 
     def _poll(self) -> list[Message]:
         assert self._consumer is not None
-        messages = self._consumer.consume(num_messages=max(self.limit, 16), timeout=0.2)
+        messages = take(self._consumer, max(self.limit, 16), POLL_S)
         live = []
         for message in messages:
             error = message.error()
@@ -619,7 +622,7 @@ class TransactionalStage:
             reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in remaining])
             records: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in remaining}
             while remaining:
-                for message in reader.consume(num_messages=1000, timeout=1.0):
+                for message in take(reader, 1000, 1.0):
                     error = message.error()
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF:

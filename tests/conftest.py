@@ -22,7 +22,7 @@ from vigil.devservices.stack import Stack
 # A worker or projector a test kills hands its partitions on after this long, not after
 # Kafka's usual minute, and the transaction it left open is aborted after 5 s (every process
 # the tests start inherits it).
-os.environ.setdefault("WORKER_SESSION_TIMEOUT_S", "12")
+os.environ.setdefault("WORKER_SESSION_TIMEOUT_S", "8")
 os.environ.setdefault("PROJECTOR_SESSION_TIMEOUT_S", "8")
 os.environ.setdefault("TRANSACTION_TIMEOUT_S", "5")
 

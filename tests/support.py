@@ -11,7 +11,7 @@ import hashlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from schemas.codec import decode
+from schemas.reading import take
 from schemas.topics import TopicSpec, producer_settings
 from vigil.devservices.stack import Stack
 
@@ -135,14 +136,20 @@ def read_back(bootstrap: str, topic: str, partition: int, offset: int) -> tuple[
     return message.key().decode(), message.value()
 
 
-def read_topic(bootstrap: str, topic: TopicSpec, key: str | None = None) -> list[Any]:
-    """Every message on `topic` up to its current end (of `key` only, when given), decoded,
-    as an outside consumer sees them: in order per partition."""
+def read_topic(
+    bootstrap: str, topic: TopicSpec, key: str | Collection[str] | None = None
+) -> list[Any]:
+    """Every message on `topic` up to its current end (of `key` only, or of the keys, when
+    given: only those are decoded), as an outside consumer sees them: in order per partition."""
     return [message for _, message in read_records(bootstrap, topic, key)]
 
 
 def read_records(
-    bootstrap: str, topic: TopicSpec, key: str | None = None, *, committed: bool = True
+    bootstrap: str,
+    topic: TopicSpec,
+    key: str | Collection[str] | None = None,
+    *,
+    committed: bool = True,
 ) -> list[tuple[int, Any]]:
     """`read_topic`, each message with the partition it is on. `committed`: read as a
     read-committed consumer does (False: aborted transactions' messages too)."""
@@ -155,6 +162,7 @@ def read_records(
             "isolation.level": "read_committed" if committed else "read_uncommitted",
         }
     )
+    keys = None if key is None else {key} if isinstance(key, str) else set(key)
     found: list[tuple[int, Any]] = []
     try:
         partitions = consumer.list_topics(topic.name, timeout=10).topics[topic.name].partitions
@@ -172,13 +180,13 @@ def read_records(
         # The end of a partition is where the consumer says so: a transaction's last record
         # is its commit marker, which is never handed out.
         while unread and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=1000, timeout=0.5):
+            for message in take(consumer, 1000, 0.5):
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
                         unread.discard(message.partition())
                     continue
-                if key is None or (message.key() or b"").decode() == key:
+                if keys is None or (message.key() or b"").decode() in keys:
                     found.append((message.partition(), decode(topic, message.value())))
         assert not unread, f"{topic.name} partitions {sorted(unread)} not read to their end"
     finally:

@@ -36,6 +36,9 @@ PIPELINE_ENV = {
     "WATCH_INTERVAL_S": "0.25",
     "RETRY_BASE_DELAY_S": "0.2",
     "RETRY_MAX_DELAY_S": "1",
+    # Nothing here is about batches: none closes, so no analysis competes for the CPU.
+    "BATCH_WINDOW_S": "3600",
+    "BATCH_IDLE_S": "3600",
 }
 
 
