@@ -13,6 +13,7 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import websockets
 
 from vigil.demo import start_apps
@@ -46,10 +47,28 @@ async def _one_burst(ws_url: str, folder: Path, images: list[bytes], timeout: fl
     raise TimeoutError(f"no event for {camera} within {timeout}s")
 
 
+def _until_idle(base: str, timeout: float) -> None:
+    """Wait until what an earlier run left (open batches, which close after the idle wait,
+    and their analyses) is done: every stage and the projector at the end of its topics.
+    A burst queued behind them would time their analyses, not its own."""
+    time.sleep(IDLE_S + 2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            lags = httpx.get(f"{base}/api/system/health", timeout=10).json()["consumer_lag"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            lags = None
+        if lags and not any(n for by_topic in lags.values() for n in by_topic.values()):
+            return
+        time.sleep(2)
+    raise TimeoutError(f"the pipeline was still busy after {timeout}s: {lags}")
+
+
 def measure(stack: Stack, camera_root: Path, images: list[bytes], bursts: int) -> dict:
     port = free_port()
     base = start_apps(stack, camera_root, port, **EVENT_ENV)
     ws_url = base.replace("http://", "ws://") + "/ws/events"
+    _until_idle(base, timeout=900)
     latencies = []
     for n in range(bursts):
         burst = images[n * 3 : n * 3 + 3]
