@@ -53,7 +53,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.envelope import Message as Event
 from schemas.reading import take
-from schemas.topics import TopicSpec, producer_settings
+from schemas.topics import WORKER_GROUP, TopicSpec, producer_settings
 from streams.in_flight import InFlight, Pending
 from streams.stage import Handle, Outcome, Publish, Received, Stage
 from vigil.settings import Settings
@@ -160,12 +160,17 @@ class TransactionalStage:
         limit: int = 1,
         stateful: bool = True,
         once_per_key: bool = False,
+        continues: str | None = WORKER_GROUP,
     ) -> None:
         """`limit`: messages decided at once. `stateful`: whether outcomes record state.
         `once_per_key`: a key's outcome is published once (a second message of a key in
-        flight with the first is decided, and its outcome dropped at its turn)."""
+        flight with the first is decided, and its outcome dropped at its turn).
+        `continues`: the group that consumed the inputs before this stage had a group of its
+        own (the Faust worker's): a partition without an offset in `group` starts where that
+        group had got to, so an upgraded deployment handles nothing twice."""
         self.stage = stage
         self.group = group
+        self.continues = continues
         self.settings = settings
         self.limit = limit
         self.once_per_key = once_per_key
@@ -545,6 +550,7 @@ class TransactionalStage:
         try:
             # With read_committed this waits out offsets a transaction still holds.
             committed = consumer.committed(partitions, timeout=120)
+            self._continue_where_left(consumer, committed)
             self._restore(committed)
             with self._lock:
                 for tp in committed:
@@ -559,6 +565,36 @@ class TransactionalStage:
         except Exception:
             log.exception("%s: taking partitions %s failed", self.group, partitions)
             raise
+
+    def _continue_where_left(self, consumer: Consumer, committed: list[TopicPartition]) -> None:
+        """Partitions without an offset in the group take the offset `continues` committed
+        (and commit it as the group's own)."""
+        missing = [tp for tp in committed if tp.offset < 0]
+        if self.continues is None or not missing:
+            return
+        reader = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+                "group.id": self.continues,
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            earlier = reader.committed(
+                [TopicPartition(tp.topic, tp.partition) for tp in missing], 30
+            )
+        finally:
+            reader.close()
+        found = {(tp.topic, tp.partition): tp.offset for tp in earlier if tp.offset > 0}
+        if not found:
+            return
+        consumer.commit(
+            offsets=[TopicPartition(t, p, offset) for (t, p), offset in found.items()],
+            asynchronous=False,
+        )
+        for tp in missing:
+            tp.offset = found.get((tp.topic, tp.partition), tp.offset)
+        log.info("%s: %s continue where %s had got to", self.group, found, self.continues)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._give_up(partitions, commit=True)

@@ -172,3 +172,33 @@ def test_a_broker_restart_mid_stream_loses_and_repeats_nothing(own_stack, own_pr
         assert stage.alive()
     finally:
         stage.stop()
+
+
+def test_a_partition_without_offsets_starts_where_the_earlier_group_had_got_to(
+    own_stack, own_producer, tmp_path
+):
+    """An upgraded deployment: the Faust worker's group had consumed partition 0 to its end;
+    the stage's new group answers only what the earlier group had not, and keeps the
+    offset as its own."""
+    probe = Probe.make(own_stack, own_producer)
+    probe.send_all()
+    group, source = probe.names[0], probe.source.name
+    on_first = {
+        m.image_id for p, m in read_records(own_stack.kafka_bootstrap, probe.source) if p == 0
+    }
+    assert 0 < len(on_first) < len(probe.images)
+    earlier = Consumer(
+        {"bootstrap.servers": own_stack.kafka_bootstrap, "group.id": f"{group}-before"}
+    )
+    try:
+        _, end = earlier.get_watermark_offsets(TopicPartition(source, 0), timeout=10)
+        earlier.commit(offsets=[TopicPartition(source, 0, end)], asynchronous=False)
+    finally:
+        earlier.close()
+    stage = start_probe(own_stack, tmp_path, probe.names, "probe-u")
+    try:
+        probe.wait_committed("the stage to commit every input")
+        expected = Counter({i.image_id: 1 for i in probe.images if i.image_id not in on_first})
+        assert answered(own_stack, probe.output) == expected
+    finally:
+        stage.stop()

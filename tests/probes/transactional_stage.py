@@ -4,7 +4,8 @@
 It is `streams.transactional.TransactionalStage` as the detection stage runs it (several
 messages in flight, state per image), on topics of the test's own: every `ImageReceived` on
 INPUT is answered, after a pause that keeps several in flight, with one `DetectionsProduced`
-on OUTPUT, unless the image was answered before.
+on OUTPUT, unless the image was answered before. A partition without an offset starts
+where the group GROUP-before had got to.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ async def main(bootstrap: str, group: str, input_name: str, output_name: str, wo
         settings,
         limit=IN_FLIGHT,
         once_per_key=True,
+        continues=f"{group}-before",
     )
     running = asyncio.ensure_future(stage.run_forever())
     loop = asyncio.get_running_loop()
