@@ -21,7 +21,10 @@ rebalance callbacks each hold it.
 
 Every rebalance or failed commit starts an epoch: what the previous epoch had in flight is
 dropped, the transaction is committed (on a revoke) or aborted (on a failure or a lost
-partition), and the consumer is sent back to the committed offsets. A worker killed with a
+partition), and the consumer is sent back to the committed offsets. A commit that failed
+after the coordinator may have done it (its outcome unknown) ends the run instead: the next
+run takes its offsets and state from the broker, where a rewind to the ones held here could
+publish again what was committed. A worker killed with a
 transaction open leaves it to the transaction coordinator, which aborts it after
 `TRANSACTION_TIMEOUT_S`; until then read-committed consumers of the partitions it wrote
 wait at that transaction.
@@ -196,6 +199,8 @@ class TransactionalStage:
         self._lock = threading.Lock()
         self._epoch = 0
         self._in_transaction = False
+        # Set when a commit ended unknown: the run is over (see `_commit_or_abort`).
+        self._unknown: Exception | None = None
         # Per assigned input partition: the committed offset (where a rewind goes back to),
         # and the offsets written in the open transaction.
         self._committed: dict[tuple[str, int], int] = {}
@@ -422,30 +427,40 @@ class TransactionalStage:
 
     def _commit_or_abort(self) -> None:
         """Commit the open transaction with its input offsets; abort it (and start a new
-        epoch) if that fails. Holds `_lock`."""
+        epoch) if that fails before the commit. Holds `_lock`.
+
+        A commit whose outcome is unknown (it failed for good once the coordinator may have
+        had it) leaves this run nothing it can trust: its offsets and state may be behind
+        what the broker holds, and a rewind to them would publish outcomes again. The run
+        is then ended (`_unknown`), and the next one reads offsets and state afresh."""
         assert self._producer is not None and self._consumer is not None
         if not self._uncommitted:
             return
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()]
         began, run, producer = time.monotonic(), self._run, self._producer
-        for attempt in range(5):
-            try:
-                producer.send_offsets_to_transaction(
-                    offsets, self._consumer.consumer_group_metadata(), CALL_TIMEOUT_S
-                )
-                producer.commit_transaction(CALL_TIMEOUT_S)
-                break
-            except KafkaException as exc:
-                if run != self._run:
-                    return
-                error: KafkaError = exc.args[0]
-                if error.retriable() and attempt < 4:
-                    log.warning("%s: commit failed (%s); retrying", self.group, error)
-                    time.sleep(0.2)
-                    continue
-                log.warning("%s: transaction aborted: %s", self.group, error)
-                self._abort(fatal=error.fatal())
+        metadata = self._consumer.consumer_group_metadata()
+        try:
+            self._retrying(producer.send_offsets_to_transaction, offsets, metadata, CALL_TIMEOUT_S)
+        except KafkaException as exc:
+            if run == self._run:  # nothing is committed yet: aborting loses nothing
+                log.warning("%s: transaction aborted: %s", self.group, exc.args[0])
+                self._abort(fatal=exc.args[0].fatal())
+            return
+        try:
+            # Retried alone: once asked to commit, the transaction is past its offsets.
+            self._retrying(producer.commit_transaction, CALL_TIMEOUT_S)
+        except KafkaException as exc:
+            if run != self._run:
                 return
+            error: KafkaError = exc.args[0]
+            if error.txn_requires_abort():  # refused before it committed anything
+                log.warning("%s: transaction aborted: %s", self.group, error)
+                self._abort()
+                return
+            log.error("%s: commit of %s ended unknown: %s", self.group, offsets, error)
+            self._unknown = RuntimeError(f"{self.group}: a commit ended unknown ({error})")
+            self._abort(fatal=True)
+            return
         if run != self._run:
             return
         took = time.monotonic() - began
@@ -461,6 +476,20 @@ class TransactionalStage:
         self._uncommitted.clear()
         if self.state is not None:
             self.state.commit()
+
+    def _retrying(self, call: Callable[..., None], *args: Any) -> None:
+        """`call`, again after a retriable error (librdkafka lets either transactional call
+        be made again then), at most five times."""
+        for attempt in range(5):
+            try:
+                call(*args)
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if not error.retriable() or attempt == 4:
+                    raise
+                log.warning("%s: %s failed (%s); retrying", self.group, call.__name__, error)
+                time.sleep(0.2)
 
     def _abort(self, fatal: bool = False) -> None:
         """Throw the open transaction away and start a new epoch. Holds `_lock`."""
@@ -538,8 +567,11 @@ class TransactionalStage:
         return live
 
     def _rewind(self) -> None:
-        """Send every assigned partition back to its committed offset (a new epoch began)."""
+        """Send every assigned partition back to its committed offset (a new epoch began);
+        raise if a commit ended unknown (the offsets here may be behind)."""
         assert self._consumer is not None
+        if self._unknown is not None:
+            raise self._unknown
         for (topic, partition), offset in self._committed.items():
             try:
                 self._consumer.seek(TopicPartition(topic, partition, offset))

@@ -266,7 +266,9 @@ def test(ctx: typer.Context) -> None:
         seed = random.randrange(2**32)
         typer.echo(f"random test order, seed {seed} (replay: vigil test --randomly-seed={seed})")
         args.insert(0, f"--randomly-seed={seed}")
-    code = subprocess.call([sys.executable, "-m", "pytest", "-q", *args], cwd=REPO_ROOT)
+    # The slowest tests are listed at the end: the suite is kept well under 15 minutes.
+    pytest = [sys.executable, "-m", "pytest", "-q", "--durations=20", *args]
+    code = subprocess.call(pytest, cwd=REPO_ROOT)
     if code == 5:
         typer.echo("pytest collected no tests: failing", err=True)
         code = 1

@@ -29,7 +29,9 @@ IMAGES_PER_CAMERA = 50
 CAMERAS = [f"cam-{n}" for n in range(6)]
 
 
-def start_probe(stack, tmp_path: Path, names: tuple[str, str, str], worker: str) -> ManagedProcess:
+def start_probe(
+    stack, tmp_path: Path, names: tuple[str, str, str], worker: str, *fault: str
+) -> ManagedProcess:
     group, input_name, output_name = names
     return start_process(
         worker,
@@ -42,6 +44,7 @@ def start_probe(stack, tmp_path: Path, names: tuple[str, str, str], worker: str)
             input_name,
             output_name,
             worker,
+            *fault,
         ],
         state_dir=tmp_path,
         cwd=REPO_ROOT,
@@ -172,6 +175,24 @@ def test_a_broker_restart_mid_stream_loses_and_repeats_nothing(own_stack, own_pr
         assert stage.alive()
     finally:
         stage.stop()
+
+
+def test_a_commit_reported_failed_after_it_was_done_is_not_done_again(
+    own_stack, own_producer, tmp_path
+):
+    """Every third commit's reply is lost (done, reported timed out): the stage asks for the
+    commit again rather than rewinding to offsets the broker has moved past, and what it
+    cannot be sure of it reads again from the broker."""
+    probe = Probe.make(own_stack, own_producer)
+    probe.send_all()
+    stage = start_probe(own_stack, tmp_path, probe.names, "probe-l", "lost-commit-replies")
+    try:
+        probe.wait_committed("the stage to commit every input")
+        assert answered(own_stack, probe.output) == probe.once_each()
+        assert stage.alive()
+    finally:
+        stage.stop()
+    assert "reporting it timed out" in stage.log_path.read_text()
 
 
 def test_a_partition_without_offsets_starts_where_the_earlier_group_had_got_to(
