@@ -37,7 +37,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -251,8 +251,7 @@ class TransactionalStage:
                 await self._on(self._polling, self._rewind)
         finally:
             try:
-                closing = asyncio.shield(self._on(self._polling, self._close))
-                await asyncio.wait_for(closing, CLOSE_WAIT_S)
+                await within(asyncio.shield(self._on(self._polling, self._close)), CLOSE_WAIT_S)
             except TimeoutError:
                 log.error("%s: leaving the group took too long; left behind", self.group)
 
@@ -329,7 +328,7 @@ class TransactionalStage:
         while True:
             await self._written.wait()
             try:
-                await asyncio.wait_for(window.settled.wait(), COMMIT_WAIT_S)
+                await within(window.settled.wait(), COMMIT_WAIT_S)
             except TimeoutError:
                 pass
             self._written.clear()
@@ -340,7 +339,7 @@ class TransactionalStage:
         waiting behind one that is not) is stuck in librdkafka: the run is given up, and the
         next run's producer fences this one's transaction."""
         try:
-            return await asyncio.wait_for(self._on(self._writing, call, *args), COMMIT_DEADLINE_S)
+            return await within(self._on(self._writing, call, *args), COMMIT_DEADLINE_S)
         except TimeoutError:
             stuck = f"{self.group}: the producer's thread is stuck over {COMMIT_DEADLINE_S} s"
             raise RuntimeError(stuck) from None
@@ -584,12 +583,19 @@ class TransactionalStage:
             committed = consumer.committed(partitions, timeout=120)
             self._continue_where_left(consumer, committed)
             self._restore(committed)
-            with self._lock:
+            # A commit a revoke gave up waiting for can stay stuck in librdkafka (seen: over
+            # five minutes, its calls' timeouts notwithstanding) with nothing else watching
+            # it: past the deadline the run is ended, and the next run's producer fences it.
+            if not self._lock.acquire(timeout=COMMIT_DEADLINE_S):
+                raise RuntimeError(f"{self.group}: a commit is stuck over {COMMIT_DEADLINE_S} s")
+            try:
                 for tp in committed:
                     offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
                     self._committed[(tp.topic, tp.partition)] = offset
                     tp.offset = offset
                 self._epoch += 1
+            finally:
+                self._lock.release()
             consumer.assign(committed)
             log.info(
                 "%s: assigned %s", self.group, [(p.topic, p.partition, p.offset) for p in committed]
@@ -720,3 +726,13 @@ class TransactionalStage:
 
 def _no_state(key: str) -> None:
     return None
+
+
+async def within(awaitable: Awaitable[T], seconds: float) -> T:
+    """`awaitable`'s result, or TimeoutError after `seconds`. Not `asyncio.wait_for`: on
+    Python 3.11 a cancel that meets the awaited call finishing is swallowed there (CPython
+    gh-86296), and a stage's epoch, cancelling its tasks, then waited forever for one that
+    went on (seen: a commit finishing as a revoke ended the epoch left the enrichment stage
+    polling nothing until Kafka's poll interval put it out of the group)."""
+    async with asyncio.timeout(seconds):
+        return await awaitable
