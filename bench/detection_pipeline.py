@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from bench import cpu
 from bench.event_latency import measure
 from projections.db import make_engine
 from schemas.topics import partition_for
@@ -165,7 +166,13 @@ def run(state_dir: Path, count: int = 60, bursts: int = 8) -> dict:
         # The clock starts once the path is up: a first image of each camera partition
         # through it (the worker joined its group, the watcher read back what was announced).
         warm_up = _whole_path(stack, _variants(samples, 3, "warm-up"), camera_root, 300)
+        # The services this run started (one given by its URL is not on this machine's books).
+        services = {"triton": stack.triton, "kafka": stack.kafka, "postgres": stack.postgres}
+        roots = {name: s.process.pid for name, s in services.items() if s is not None}
+        roots |= {"worker": worker.pid, "projector": projector.pid}
+        before = cpu.snapshot()
         path = _whole_path(stack, images, camera_root, timeout=300)
+        spent = cpu.split(before, cpu.snapshot(), roots)
         # Arrivals at half Triton's best rate: the latency the pipeline adds to the detector.
         paced_rate = max(alone, key=lambda level: level["images_per_s"])["images_per_s"] / 2
         paced = _whole_path(stack, images, camera_root, timeout=300, rate=paced_rate)
@@ -195,6 +202,12 @@ def run(state_dir: Path, count: int = 60, bursts: int = 8) -> dict:
         "whole_path_images_per_s": round(path_rate, 2),
         "whole_path_completed": path["completed"],
         "ratio_whole_path_to_triton_best": round(path_rate / alone_rate, 3),
+        # Where the CPU went in the whole-path run, per image completed (the detector alone
+        # needs about cores / triton_alone_best_images_per_s).
+        "whole_path_cpu_ms_per_image": {
+            name: round(seconds * 1000 / max(path["completed"], 1), 1)
+            for name, seconds in spent.items()
+        },
         "two_workers_images_per_s": round(two_rate, 2),
         "two_workers_completed": two_workers["completed"],
         "ratio_two_workers_to_triton_best": round(two_rate / alone_rate, 3),

@@ -301,7 +301,11 @@ def register(wiring: Wiring, analyst: Analyst, policy: RetryPolicy) -> AnalysisD
 
     # One batch at a time: a reanalysis decides on the version the one before recorded.
     analysis = TransactionalStage(
-        stage, ANALYSIS_GROUP, {BATCHES: route, ANALYSIS_COMMANDS: route}, settings
+        stage,
+        ANALYSIS_GROUP,
+        {BATCHES: route, ANALYSIS_COMMANDS: route},
+        settings,
+        linger_s=settings.commit_linger_s,
     )
     wiring.run_stage(analysis)
     return deps

@@ -155,7 +155,11 @@ def register(wiring: Wiring) -> TransactionalStage:
 
     # One message at a time: each decides on the camera state the one before left.
     batches = TransactionalStage(
-        stage, BATCH_GROUP, {ENRICHMENTS: route, BATCH_COMMANDS: route}, settings
+        stage,
+        BATCH_GROUP,
+        {ENRICHMENTS: route, BATCH_COMMANDS: route},
+        settings,
+        linger_s=settings.commit_linger_s,
     )
     wiring.run_stage(batches)
 

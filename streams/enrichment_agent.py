@@ -142,6 +142,7 @@ def register(wiring: Wiring, enricher: Enricher, policy: RetryPolicy) -> Transac
         settings,
         limit=settings.enrichment_in_flight,
         stateful=False,
+        linger_s=settings.commit_linger_s,
     )
     wiring.run_stage(enrichment)
     return enrichment

@@ -363,7 +363,12 @@ def register(wiring: Wiring, analysis: AnalysisDeps) -> TransactionalStage:
         return key, once_prompts_ready(analysis.prompts, handle)
 
     evaluator = TransactionalStage(
-        stage, EVALUATION_GROUP, {EVALUATION_COMMANDS: route}, settings, once_per_key=True
+        stage,
+        EVALUATION_GROUP,
+        {EVALUATION_COMMANDS: route},
+        settings,
+        once_per_key=True,
+        linger_s=settings.commit_linger_s,
     )
     wiring.run_stage(evaluator)
     return evaluator

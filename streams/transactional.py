@@ -164,19 +164,22 @@ class TransactionalStage:
         stateful: bool = True,
         once_per_key: bool = False,
         continues: str | None = WORKER_GROUP,
+        linger_s: float = 0.0,
     ) -> None:
         """`limit`: messages decided at once. `stateful`: whether outcomes record state.
         `once_per_key`: a key's outcome is published once (a second message of a key in
         flight with the first is decided, and its outcome dropped at its turn).
         `continues`: the group that consumed the inputs before this stage had a group of its
         own (the Faust worker's): a partition without an offset in `group` starts where that
-        group had got to, so an upgraded deployment handles nothing twice."""
+        group had got to, so an upgraded deployment handles nothing twice. `linger_s`: how
+        long a transaction takes in more outcomes after its first before it commits."""
         self.stage = stage
         self.group = group
         self.continues = continues
         self.settings = settings
         self.limit = limit
         self.once_per_key = once_per_key
+        self.linger_s = linger_s
         counts = {spec.partitions or settings.topic_partitions for spec in routes}
         if len(counts) != 1:
             raise ValueError(f"{group}: inputs {[s.name for s in routes]} are not co-partitioned")
@@ -323,10 +326,12 @@ class TransactionalStage:
 
     async def _commit_when_written(self, epoch: int, window: InFlight) -> None:
         """Commit what is written once the window has written every outcome decided by
-        then (or after `COMMIT_WAIT_S` under a steady flow): one transaction for all that
-        was decided while the last one committed."""
+        then (or after `COMMIT_WAIT_S` under a steady flow), `linger_s` after the first:
+        one transaction for all that was decided meanwhile."""
         while True:
             await self._written.wait()
+            if self.linger_s:
+                await asyncio.sleep(self.linger_s)
             try:
                 await within(window.settled.wait(), COMMIT_WAIT_S)
             except TimeoutError:

@@ -100,3 +100,23 @@ def own_producer(own_stack: Stack):
 def own_api_client(own_stack: Stack):
     with api_client_of(own_stack) as client:
         yield client
+
+
+# -- where the suite's time goes (it is kept well under 15 minutes) ------------------------
+
+_MODULE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    module = report.nodeid.split("::", 1)[0]
+    _MODULE_SECONDS[module] = _MODULE_SECONDS.get(module, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The 15 test modules that took longest, setup and teardown included."""
+    slowest = sorted(_MODULE_SECONDS.items(), key=lambda item: -item[1])[:15]
+    if not slowest:
+        return
+    terminalreporter.section("slowest modules (setup, calls and teardown)")
+    for module, seconds in slowest:
+        terminalreporter.write_line(f"{seconds:8.1f}s  {module}")

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     # A transactional stage's transaction left open by a killed worker is aborted by Kafka
     # after this long; read-committed consumers of what it wrote wait for that.
     transaction_timeout_s: float = Field(default=10.0, ge=1, le=900)
+    # How long a stage after detection lets its transaction take in more outcomes before it
+    # commits (the detection stage commits at once: a detection row waits on it). Fewer
+    # transactions cost the broker less CPU, which on a small machine the detector gets.
+    commit_linger_s: float = Field(default=0.3, ge=0, le=5)
     projector_group: str = "vigil-projector"
     # The same for a projector of the group that stopped heartbeating (Kafka's default 45 s).
     projector_session_timeout_s: float = Field(default=45.0, ge=6, le=300)
