@@ -25,6 +25,7 @@ from projections.retention import Retention
 from projections.tables import ProjectionOffset, ProjectionReject
 from schemas.codec import UndecodableMessage, decode
 from schemas.jobs import RetentionApplied
+from schemas.reading import take
 from schemas.topics import EVENT_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
@@ -70,10 +71,7 @@ class Projector:
         )
         try:
             while not stop.is_set():
-                # A full batch or the timeout, not `take`: what a replay rebuilds still
-                # depends on the order it reads the topics in (see the stop note), and the
-                # batch `consume` makes is the order the tests pin.
-                messages = self._consumer.consume(num_messages=self.batch_size, timeout=0.5)
+                messages = take(self._consumer, self.batch_size, 0.5)
                 live = [m for m in messages if self._wanted(m)]
                 if live:
                     self._apply_until_done(live, stop)
