@@ -180,9 +180,9 @@ def test_a_broker_restart_mid_stream_loses_and_repeats_nothing(own_stack, own_pr
 def test_a_commit_reported_failed_after_it_was_done_is_not_done_again(
     own_stack, own_producer, tmp_path
 ):
-    """Every third commit's reply is lost (done, reported timed out): the stage asks for the
-    commit again rather than rewinding to offsets the broker has moved past, and what it
-    cannot be sure of it reads again from the broker."""
+    """The 3rd and 8th commits' replies are lost (done, reported timed out): the stage asks
+    for the commit again rather than rewinding to offsets the broker has moved past, and
+    what it cannot be sure of it reads again from the broker."""
     probe = Probe.make(own_stack, own_producer)
     probe.send_all()
     stage = start_probe(own_stack, tmp_path, probe.names, "probe-l", "lost-commit-replies")
