@@ -1,6 +1,6 @@
 """Fixtures that give tests the real services.
 
-One Kafka broker, one Postgres and one Triton server are started for the whole session
+One Kafka broker, one Postgres and one Triton server are started per test process (pytest-xdist)
 by the project's own launcher (or taken from KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL /
 TRITON_URL when those are set). Tests stay independent on these shared services through
 random camera ids; a module whose commands act on a whole queue, or that publishes streams

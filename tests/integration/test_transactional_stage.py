@@ -63,6 +63,13 @@ def answering(stack, output, worker: str) -> bool:
     return sum(message.producer == worker for _, message in records) >= 10
 
 
+def holds_partitions(process: ManagedProcess) -> bool:
+    """Whether the probe `process` has been assigned partitions of its input (it logs each
+    assignment, and the last one it logged is not empty)."""
+    assigned = [line for line in process.log_tail(200).splitlines() if " assigned [" in line]
+    return bool(assigned) and not assigned[-1].endswith("assigned []")
+
+
 def caught_up(stack, group: str, topic: str) -> bool:
     """Whether `group` has committed every partition of `topic` to its end."""
     consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": group})
@@ -129,10 +136,14 @@ def test_kills_and_stops_in_flight_leave_every_input_answered_exactly_once(
     stack = own_stack
     probe = Probe.make(stack, own_producer)
     names, output = probe.names, probe.output
-    probe.send_all()
     first = start_probe(stack, tmp_path, names, "probe-a")
     second = start_probe(stack, tmp_path, names, "probe-b")
     try:
+        # Sent once both hold partitions, so that each has inputs left to answer (a first
+        # process alone for a few seconds could answer a whole partition before the split).
+        for process in (first, second):
+            wait_for(partial(holds_partitions, process), timeout=60, what=process.name)
+        probe.send_all()
         for worker in ("probe-a", "probe-b"):
             wait_for(partial(answering, stack, output, worker), timeout=60, what=worker)
         first.kill()  # mid-transaction, with messages in flight
