@@ -4,7 +4,7 @@ audit, evaluate, batch, stats, leaderboard, recommendations)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from api.pagination import BIGINT_MAX
 from schemas.analysis import PromptConfig
 from schemas.evaluation import PromptSuggestion
 
@@ -65,7 +66,9 @@ class EventAuditOut(BaseModel):
 class BatchAuditIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    event_ids: list[int] = Field(default_factory=list, max_length=1000)
+    event_ids: list[Annotated[int, Field(ge=1, le=BIGINT_MAX)]] = Field(
+        default_factory=list, max_length=1000
+    )
     camera_id: str | None = Field(default=None, min_length=1, max_length=128)
     start_date: AwareDatetime | None = None
     end_date: AwareDatetime | None = None
@@ -154,7 +157,7 @@ class PromptTestIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(default="nemotron", min_length=1, max_length=64)
-    event_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    event_id: int | None = Field(default=None, ge=1, le=BIGINT_MAX)
     days: int | None = Field(default=None, ge=1, le=90)
     camera_id: str | None = Field(default=None, min_length=1, max_length=128)
     config: PromptConfig
@@ -208,7 +211,7 @@ class PromptReplayStarted(BaseModel):
 class CustomPromptIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    event_id: int = Field(ge=1, le=2**63 - 1)
+    event_id: int = Field(ge=1, le=BIGINT_MAX)
     custom_prompt: str = Field(min_length=1, max_length=20000)
     temperature: float = Field(default=0.1, ge=0, le=2)
     max_tokens: int = Field(default=2048, ge=1, le=32768)

@@ -7,12 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api import errors
 from api.broadcast import JobFeed, SecurityEventFeed, job_lookup, read_model_lookup
 from api.routes import ai_audit, batches, detections, dlq, enrichment, events, jobs, system, ws
 from api.services import Services
+from api.text_input import storable_text
 from vigil.settings import Settings, get_settings
 
 
@@ -50,7 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await task
             services.close()
 
-    app = FastAPI(title="Vigil", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="Vigil", version="0.1.0", lifespan=lifespan, dependencies=[Depends(storable_text)]
+    )
     app.state.settings = settings
     errors.install(app)
     for router in (

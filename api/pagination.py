@@ -1,14 +1,24 @@
-"""Query parameters shared by every list endpoint."""
+"""Query parameters shared by every list endpoint, and the bounds of ids and offsets."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Query
+from fastapi import Depends, Path, Query
 
 from api.errors import invalid_query
+
+
+# Ids, offsets and counts are Postgres bigints: a number past this names no row and could not
+# even be compared with one, so it is refused (422) before any query.
+BIGINT_MAX = 2**63 - 1
+
+
+def row_id(what: str) -> Any:
+    """A path parameter that is the id of a row: 1 to BIGINT_MAX."""
+    return Path(ge=1, le=BIGINT_MAX, description=f"The {what}'s id")
 
 
 @dataclass(frozen=True)
@@ -19,7 +29,7 @@ class PageParams:
 
 def page_params(
     limit: Annotated[int, Query(ge=1, le=1000, description="Max results (1-1000)")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Results to skip")] = 0,
+    offset: Annotated[int, Query(ge=0, le=BIGINT_MAX, description="Results to skip")] = 0,
 ) -> PageParams:
     return PageParams(limit=limit, offset=offset)
 

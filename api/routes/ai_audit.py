@@ -28,7 +28,7 @@ from api.audit_models import (
 from api.deps import ServicesDep, SessionDep
 from api.errors import found
 from api.evaluation_commands import audit_many, evaluate
-from api.pagination import DateRange, Pagination
+from api.pagination import BIGINT_MAX, DateRange, Pagination, row_id
 from api.prompt_commands import configure, import_prompts, require_known, restore
 from api.prompt_models import (
     AuditList,
@@ -66,7 +66,7 @@ read, write = resource_routers("/api/ai-audit", "ai-audit")
 _UNKNOWN: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown model or version"}}
 _NO_EVENT: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown event"}}
 
-EventId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The event's id")]
+EventId = Annotated[int, row_id("event")]
 Days = Annotated[int, Query(ge=1, le=90, description="Days to include")]
 
 
@@ -241,7 +241,7 @@ def read_model_history(
     session: SessionDep,
     model: str,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
 ) -> PromptHistory:
     """The model's versions, newest first."""
     require_known(session, model)
@@ -253,7 +253,7 @@ def read_model_history(
 def restore_version(
     session: SessionDep,
     services: ServicesDep,
-    version: int,
+    version: Annotated[int, Path(ge=1, le=2**31 - 1, description="The version to restore")],
     model: Annotated[str, Query(min_length=1)],
     body: Annotated[PromptRestoreIn | None, Body()] = None,
 ) -> PromptRestoreOut:

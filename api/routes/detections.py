@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query
 from api.deps import SessionDep, SettingsDep
 from api.errors import found
 from api.models import DetectionList, DetectionOut
-from api.pagination import DateRange, Pagination
+from api.pagination import DateRange, Pagination, row_id
 from api.queries.detections import DetectionFilter, get_detection, list_detections
 
 read = APIRouter(prefix="/api/detections", tags=["detections"])
@@ -46,5 +46,7 @@ def read_detections(
 
 
 @read.get("/{detection_id}", response_model=DetectionOut)
-def read_detection(session: SessionDep, detection_id: int) -> DetectionOut:
+def read_detection(
+    session: SessionDep, detection_id: Annotated[int, row_id("detection")]
+) -> DetectionOut:
     return found(get_detection(session, detection_id), f"detection {detection_id}")

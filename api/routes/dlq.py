@@ -8,6 +8,7 @@ from api.dead_letters import REQUEUE_ALL_LIMIT, clear_queue, requeue_all, requeu
 from api.deps import ServicesDep, SessionDep
 from api.errors import NotFound
 from api.models import DLQClearOutcome, DLQJobList, DLQRequeueOutcome, DLQStats
+from api.pagination import BIGINT_MAX
 from api.queries.dlq import QUEUES, Queue, dlq_stats, list_jobs
 from api.security import resource_routers
 
@@ -39,7 +40,7 @@ def read_dlq_stats(session: SessionDep) -> DLQStats:
 def read_dlq_jobs(
     session: SessionDep,
     queue: QueueDep,
-    start: Annotated[int, Query(ge=0, description="Start index (0-based)")] = 0,
+    start: Annotated[int, Query(ge=0, le=BIGINT_MAX, description="Start index (0-based)")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="Max jobs (1-1000)")] = 100,
 ) -> DLQJobList:
     """The queue's pending letters, oldest failure (`last_failed_at`) first; `count` is

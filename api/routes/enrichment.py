@@ -14,7 +14,7 @@ from api.models import (
     EnrichmentStats,
     ReprocessQueued,
 )
-from api.pagination import DateRange, Pagination
+from api.pagination import BIGINT_MAX, DateRange, Pagination, row_id
 from api.queries.enrichment import (
     EnrichmentFilter,
     enrichment_stats,
@@ -40,7 +40,8 @@ def read_enrichments(
     camera_id: str | None = None,
     min_confidence: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
     event_id: Annotated[
-        int | None, Query(description="Only the detections of this event's batch")
+        int | None,
+        Query(ge=1, le=BIGINT_MAX, description="Only the detections of this event's batch"),
     ] = None,
 ) -> EnrichmentList:
     filters = EnrichmentFilter(
@@ -65,13 +66,17 @@ def read_enrichment_stats(session: SessionDep, camera_id: str | None = None) -> 
 
 
 @read.get("/detection/{detection_id}", response_model=EnrichmentsOf)
-def read_detection_enrichments(session: SessionDep, detection_id: int) -> EnrichmentsOf:
+def read_detection_enrichments(
+    session: SessionDep, detection_id: Annotated[int, row_id("detection")]
+) -> EnrichmentsOf:
     enrichments = found(for_detection(session, detection_id), f"detection {detection_id}")
     return EnrichmentsOf(enrichments=enrichments, count=len(enrichments))
 
 
 @read.get("/event/{event_id}", response_model=EnrichmentsOf)
-def read_event_enrichments(session: SessionDep, event_id: int) -> EnrichmentsOf:
+def read_event_enrichments(
+    session: SessionDep, event_id: Annotated[int, row_id("event")]
+) -> EnrichmentsOf:
     enrichments = found(for_event(session, event_id), f"event {event_id}")
     return EnrichmentsOf(enrichments=enrichments, count=len(enrichments))
 
@@ -82,12 +87,16 @@ def read_event_enrichments(session: SessionDep, event_id: int) -> EnrichmentsOf:
     status_code=202,
     responses={404: {"description": "Unknown detection"}},
 )
-def reprocess(session: SessionDep, services: ServicesDep, detection_id: int) -> ReprocessQueued:
+def reprocess(
+    session: SessionDep, services: ServicesDep, detection_id: Annotated[int, row_id("detection")]
+) -> ReprocessQueued:
     """Queue a new enrichment of the detection; it arrives later as a new enrichment record."""
     detection = found(find_detection(session, detection_id), f"detection {detection_id}")
     return request_reprocess(services.commands, detection)
 
 
 @read.get("/{enrichment_id}", response_model=EnrichmentOut)
-def read_enrichment(session: SessionDep, enrichment_id: int) -> EnrichmentOut:
+def read_enrichment(
+    session: SessionDep, enrichment_id: Annotated[int, row_id("enrichment")]
+) -> EnrichmentOut:
     return found(get_enrichment(session, enrichment_id), f"enrichment {enrichment_id}")

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query
 from api.deps import SessionDep
 from api.errors import found
 from api.models import EventDetail, EventList
-from api.pagination import DateRange, Pagination
+from api.pagination import DateRange, Pagination, row_id
 from api.queries.events import EventFilter, get_event, list_events
 from schemas.analysis import RiskLevel
 
@@ -35,7 +35,7 @@ def read_events(
 
 
 @read.get("/{event_id}", response_model=EventDetail)
-def read_event(session: SessionDep, event_id: int) -> EventDetail:
+def read_event(session: SessionDep, event_id: Annotated[int, row_id("event")]) -> EventDetail:
     """The event with its batch, its detections (each with its enrichments) and every
     analysis version, newest first."""
     return found(get_event(session, event_id), f"event {event_id}")
