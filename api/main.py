@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import Depends, FastAPI
 
 from api import errors
 from api.broadcast import JobFeed, SecurityEventFeed, job_lookup, read_model_lookup
+from api.health_monitor import HealthMonitor
+from api.queries.health import check_all
 from api.routes import ai_audit, batches, detections, dlq, enrichment, events, jobs, system, ws
 from api.services import Services
 from api.text_input import storable_text
@@ -37,9 +40,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             partition_check_s=settings.ws_partition_check_s,
             read_model_wait_s=settings.ws_read_model_wait_s,
         )
+        health = app.state.health = HealthMonitor(
+            partial(check_all, services), settings.health_refresh_s
+        )
         feed_tasks = [
             asyncio.create_task(feed.run(), name="security-event-feed"),
             asyncio.create_task(job_feed.run(), name="job-feed"),
+            asyncio.create_task(health.run(), name="health-monitor"),
         ]
         try:
             yield

@@ -71,6 +71,10 @@ class HealthResponse(BaseModel):
     # consumer group -> topic -> messages not yet processed
     consumer_lag: dict[str, dict[str, int]]
     checked_at: datetime
+    # How old the checks are: they run in the background every HEALTH_REFRESH_S.
+    age_s: float = 0.0
+    # Why the status cannot be vouched for (no check has completed, or the last is stale).
+    error: str | None = None
 
 
 # --- enrichment ---------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from fastapi import Depends, Path, Query
 
 from api.errors import invalid_query
 
-
 # Ids, offsets and counts are Postgres bigints: a number past this names no row and could not
 # even be compared with one, so it is refused (422) before any query.
 BIGINT_MAX = 2**63 - 1

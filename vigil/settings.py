@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     prompt_test_wait_s: float = Field(default=120.0, ge=0)
     ws_client_queue_size: int = Field(default=100, ge=1)
     ws_partition_check_s: float = Field(default=30.0, gt=0)
+    # The API checks Kafka, Postgres, Triton and the lags this often in the background, and
+    # /api/system/health answers from the latest check (stale, unhealthy, after 5 of these).
+    health_refresh_s: float = Field(default=2.0, gt=0, le=60)
     # How long the WebSocket feed holds an event for the read model to show it; one still
     # not shown then (the projection refused it, or lags that far) is dropped with a warning.
     ws_read_model_wait_s: float = Field(default=60.0, gt=0)

@@ -1,19 +1,30 @@
-"""Health probes for Kafka, Postgres and Triton, and consumer lag per group."""
+"""Health probes for Kafka, Postgres and Triton, and consumer lag per group; `check_all`
+runs them all (the API's health monitor calls it in the background)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import httpx
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from api.models import ServiceHealth, TritonHealth
+from api.models import HealthResponse, ServiceHealth, TritonHealth
 from projections.tables import ProjectionOffset
-from schemas.topics import TopicSpec
+from schemas.envelope import utcnow
+from schemas.topics import EVENT_TOPICS, STAGE_INPUTS, TopicSpec
+
+if TYPE_CHECKING:
+    from api.services import Services
+
+log = logging.getLogger(__name__)
 
 _TIMEOUT_S = 3.0
 
@@ -105,3 +116,48 @@ def group_lag(admin: AdminClient, group: str, topics: Sequence[TopicSpec]) -> di
     committed = futures[group].result().topic_partitions
     done = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed}
     return _lag_by_topic(ends, done, topics)
+
+
+async def check_all(services: Services) -> HealthResponse:
+    """Every service's health, each stage's lag and the projector's; the overall status is
+    unhealthy when Kafka or Postgres is, degraded when only Triton is."""
+    settings = services.settings
+    with services.sessions() as session:
+        kafka, postgres, triton = await asyncio.gather(
+            run_in_threadpool(check_kafka, services.kafka_admin),
+            run_in_threadpool(check_postgres, session),
+            check_triton(
+                settings.triton_url,
+                [settings.detector_model, settings.enricher_model, settings.analyst_model],
+            ),
+        )
+        lag: dict[str, dict[str, int]] = {}
+        if kafka.status == "healthy":
+            try:
+                for group, inputs in STAGE_INPUTS.items():
+                    lag[group] = await run_in_threadpool(
+                        group_lag, services.kafka_admin, group, inputs
+                    )
+                if postgres.status == "healthy":
+                    lag[settings.projector_group] = await run_in_threadpool(
+                        projector_lag,
+                        services.kafka_admin,
+                        session,
+                        settings.projector_group,
+                        EVENT_TOPICS,
+                    )
+            except Exception:
+                log.exception("consumer lag unavailable")
+    states = [kafka.status, postgres.status, triton.status]
+    if all(s == "healthy" for s in states):
+        overall = "healthy"
+    elif kafka.status == "unhealthy" or postgres.status == "unhealthy":
+        overall = "unhealthy"
+    else:
+        overall = "degraded"
+    return HealthResponse(
+        status=overall,
+        services={"kafka": kafka, "postgres": postgres, "triton": triton},
+        consumer_lag=lag,
+        checked_at=utcnow(),
+    )

@@ -1,64 +1,39 @@
 from __future__ import annotations
 
-import asyncio
 import logging
+from typing import Annotated
 
-from fastapi.concurrency import run_in_threadpool
+from fastapi import Query, Request
+from fastapi.responses import JSONResponse
 
 from api.commands import reset_breaker
 from api.deps import ServicesDep, SessionDep
+from api.health_monitor import has_unhealthy_part
 from api.models import BreakerResetOut, CircuitBreakersOut, HealthResponse
-from api.queries import health
 from api.queries.breakers import circuit_breakers
 from api.security import resource_routers
-from schemas.envelope import utcnow
-from schemas.topics import EVENT_TOPICS, STAGE_INPUTS
 
 read, write = resource_routers("/api/system", "system")
 log = logging.getLogger(__name__)
 
 
-@read.get("/health", response_model=HealthResponse)
-async def read_health(services: ServicesDep, session: SessionDep) -> HealthResponse:
-    settings = services.settings
-    kafka, postgres, triton = await asyncio.gather(
-        run_in_threadpool(health.check_kafka, services.kafka_admin),
-        run_in_threadpool(health.check_postgres, session),
-        health.check_triton(
-            settings.triton_url,
-            [settings.detector_model, settings.enricher_model, settings.analyst_model],
-        ),
-    )
-    lag: dict[str, dict[str, int]] = {}
-    if kafka.status == "healthy":
-        try:
-            for group, inputs in STAGE_INPUTS.items():
-                lag[group] = await run_in_threadpool(
-                    health.group_lag, services.kafka_admin, group, inputs
-                )
-            if postgres.status == "healthy":
-                lag[settings.projector_group] = await run_in_threadpool(
-                    health.projector_lag,
-                    services.kafka_admin,
-                    session,
-                    settings.projector_group,
-                    EVENT_TOPICS,
-                )
-        except Exception:
-            log.exception("consumer lag unavailable")
-    states = [kafka.status, postgres.status, triton.status]
-    if all(s == "healthy" for s in states):
-        overall = "healthy"
-    elif kafka.status == "unhealthy" or postgres.status == "unhealthy":
-        overall = "unhealthy"
-    else:
-        overall = "degraded"
-    return HealthResponse(
-        status=overall,
-        services={"kafka": kafka, "postgres": postgres, "triton": triton},
-        consumer_lag=lag,
-        checked_at=utcnow(),
-    )
+@read.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "strict, and a part is unhealthy"}},
+)
+async def read_health(
+    request: Request,
+    strict: Annotated[
+        bool, Query(description="Answer 503 when any part is unhealthy (for load balancers)")
+    ] = False,
+) -> HealthResponse | JSONResponse:
+    """Kafka, Postgres and Triton, each stage's lag and the projector's, as the background
+    check last saw them (`checked_at`, `age_s`: refreshed every HEALTH_REFRESH_S)."""
+    health = await request.app.state.health.current()
+    if strict and has_unhealthy_part(health):
+        return JSONResponse(status_code=503, content=health.model_dump(mode="json"))
+    return health
 
 
 @read.get("/circuit-breakers", response_model=CircuitBreakersOut)

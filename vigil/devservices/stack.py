@@ -48,12 +48,12 @@ class Stack:
         return env
 
     def settings(self, **overrides: object) -> Settings:
-        return Settings(
-            kafka_bootstrap_servers=self.kafka_bootstrap,
-            database_url=self.database_url,
-            triton_url=self.triton_url,
-            **overrides,
-        )
+        services = {
+            "kafka_bootstrap_servers": self.kafka_bootstrap,
+            "database_url": self.database_url,
+            "triton_url": self.triton_url,
+        }
+        return Settings(**{**services, **overrides})
 
     def start_app(self, role: str, name: str | None = None, **env: str) -> ManagedProcess:
         """Start `vigil <role>` (worker, projector, api) as a child process."""
