@@ -240,6 +240,16 @@ def bench_export(
     main(cache_dir() / "bench-export-state", rows)
 
 
+@bench_app.command("api")
+def bench_api() -> None:
+    """The API under load beside a bare server's floor (so far: GET /api/system/health at 1
+    and 16 connections): requests/s, p50, p99, errors."""
+    from bench.api import main
+
+    _logging("WARNING")
+    main(cache_dir() / "bench-api-state")
+
+
 def _test_processes() -> list[str]:
     """pytest-xdist's arguments: one test process per core (at most 4, or
     VIGIL_TEST_PROCESSES), each with its own Kafka, Postgres and Triton, a module's tests
