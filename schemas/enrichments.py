@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.detections import Detection
+from schemas.detections import Detection, DetectionsProduced
 from schemas.envelope import Message
 
 DetectionType = Literal["person", "vehicle", "animal", "object"]
@@ -62,6 +62,22 @@ class DetectionsEnriched(Message):
     model_version: str | None
     latency_ms: float | None = Field(default=None, ge=0)
     enrichment_error: str | None = None
+
+    @classmethod
+    def of(cls, produced: DetectionsProduced, **fields: Any) -> DetectionsEnriched:
+        """The enrichment stage's answer to `produced`: its image and detections carried on,
+        with `fields` (the enrichments and the model that made them)."""
+        carried: dict[str, Any] = {
+            "image_id": produced.image_id,
+            "camera_id": produced.camera_id,
+            "file_path": produced.file_path,
+            "image_width": produced.image_width,
+            "image_height": produced.image_height,
+            "detections": produced.detections,
+            "detected_at": produced.occurred_at,
+            "trace_id": produced.trace_id,
+        }
+        return cls(**{**carried, **fields})
 
     @model_validator(mode="after")
     def _enrichments_name_their_model(self) -> DetectionsEnriched:

@@ -80,21 +80,14 @@ async def on_detections(produced: DetectionsProduced, deps: EnrichmentDeps) -> O
             result = await describe(produced.file_path, [d for _, d in targets], deps)
         except RetryExhausted as exc:
             failure, error = Failure.after(exc), str(exc)
-    enriched = DetectionsEnriched(
-        image_id=produced.image_id,
-        camera_id=produced.camera_id,
-        file_path=produced.file_path,
-        image_width=produced.image_width,
-        image_height=produced.image_height,
-        detections=produced.detections,
-        detected_at=produced.occurred_at,
+    enriched = DetectionsEnriched.of(
+        produced,
         enrichments=enrichments_of(targets, result) if result else (),
         model_name=result.model_name if result else None,
         model_version=result.model_version if result else None,
         latency_ms=result.latency_ms if result else None,
         enrichment_error=error,
         producer=deps.producer,
-        trace_id=produced.trace_id,
     )
     return Outcome(publish=(Publish(ENRICHMENTS, produced.camera_id, enriched),), failure=failure)
 

@@ -143,14 +143,8 @@ def enrichment(
 def enriched(
     produced: DetectionsProduced, enrichments: list[Enrichment], at: datetime, latency_ms: float
 ) -> DetectionsEnriched:
-    return DetectionsEnriched(
-        image_id=produced.image_id,
-        camera_id=produced.camera_id,
-        file_path=produced.file_path,
-        image_width=produced.image_width,
-        image_height=produced.image_height,
-        detections=produced.detections,
-        detected_at=produced.occurred_at,
+    return DetectionsEnriched.of(
+        produced,
         enrichments=tuple(enrichments),
         model_name=VISION_MODEL[0],
         model_version=VISION_MODEL[1],

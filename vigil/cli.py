@@ -240,6 +240,32 @@ def bench_export(
     main(cache_dir() / "bench-export-state", rows)
 
 
+@bench_app.command("seed")
+def bench_seed(
+    detections: Annotated[int, typer.Option(help="How many detections to generate")] = 1_000_000,
+    cameras: Annotated[int, typer.Option(help="Over this many cameras")] = 50,
+    days: Annotated[int, typer.Option(help="Over this many days, ending now")] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same data")] = 0,
+) -> None:
+    """Publish realistic history (images, detections, enrichments, batches, events with 1-3
+    analysis versions, audits, dead letters) straight to the topics of KAFKA_BOOTSTRAP_SERVERS,
+    no model called; the projector builds the read models from it."""
+    import json
+
+    from bench.seed import publish
+    from vigil.bootstrap import ensure_topics
+
+    _logging("WARNING")
+    settings = get_settings()
+    ensure_topics(settings)
+    seeded = publish(
+        settings.kafka_bootstrap_servers, detections, cameras=cameras, days=days, seed=seed
+    )
+    rate = round(seeded.detections / max(seeded.seconds, 0.001))
+    report = {**vars(seeded), "detections_per_s": rate}
+    typer.echo(json.dumps(report, indent=1))
+
+
 @bench_app.command("api")
 def bench_api() -> None:
     """The API under load beside a bare server's floor (so far: GET /api/system/health at 1
