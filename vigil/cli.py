@@ -266,6 +266,18 @@ def bench_seed(
     typer.echo(json.dumps(report, indent=1))
 
 
+@bench_app.command("replay")
+def bench_replay(
+    detections: Annotated[int, typer.Option(help="How many detections to seed")] = 1_000_000,
+) -> None:
+    """The projector rebuilding every read model from seeded topics vs a bare consumer that
+    decodes and discards the same records: messages/s, wall time, ratio."""
+    from bench.replay import main
+
+    _logging("WARNING")
+    main(cache_dir() / "bench-replay-state", detections)
+
+
 @bench_app.command("api")
 def bench_api() -> None:
     """The API under load beside a bare server's floor (so far: GET /api/system/health at 1
