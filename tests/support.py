@@ -370,3 +370,27 @@ def finished_job(engine, job_id: str, timeout: float = 180):
             return job if job is not None and job.status in FINISHED else None
 
     return wait_for(done, timeout=timeout, what=f"job {job_id} to finish")
+
+
+@dataclass
+class Record:
+    """What the projector reads of a Kafka message (partition 0), for `Projector.apply`."""
+
+    _topic: str
+    _offset: int
+    _value: bytes
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes:
+        return self._value
+
+    def error(self) -> None:
+        return None

@@ -10,11 +10,12 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from projections.runner import Projector
 from projections.tables import DetectionRow, ProjectionOffset, ProjectionReject
 from schemas.codec import encode
 from schemas.topics import DETECTIONS, IMAGES
 from tests.factories import detections_event, image_event
-from tests.support import new_camera_id, publish, wait_for
+from tests.support import Record, new_camera_id, publish, wait_for
 
 # Enough messages for several of the projector's transactions (500 messages each), so that a
 # kill at the first rows lands mid-stream.
@@ -172,3 +173,37 @@ def test_event_the_database_refuses_is_kept_as_a_reject_and_projection_continues
         assert projector.alive()
     finally:
         projector.stop()
+
+
+def test_a_refused_record_amid_a_batch_is_a_reject_and_the_rest_of_the_batch_is_applied(
+    own_engine,
+):
+    """The batch is applied whole first; the refusal rolls that back, and the batch is
+    applied again one record at a time: the records on both sides of the refused one are
+    kept, and the offset moves past all three."""
+    camera_id = new_camera_id("amid")
+    before = detections_event(image_event(camera_id, digest="4" * 64), ["person"])
+    refused = detections_event(image_event(camera_id, digest="5" * 64), ["x" * 100])
+    after = detections_event(image_event(camera_id, digest="6" * 64), ["car", "dog"])
+    consumer = f"amid-{uuid.uuid4().hex[:8]}"
+    projector = Projector(own_engine, "127.0.0.1:9", consumer_name=consumer)
+    records = [
+        Record(DETECTIONS.name, offset, encode(event))
+        for offset, event in enumerate((before, refused, after))
+    ]
+    assert projector.apply(records) == {(DETECTIONS.name, 0): 3}
+    with Session(own_engine) as session:
+        images = session.execute(
+            select(DetectionRow.image_id, func.count())
+            .where(DetectionRow.camera_id == camera_id)
+            .group_by(DetectionRow.image_id)
+        ).all()
+        rejects = session.scalars(
+            select(ProjectionReject.offset).where(ProjectionReject.consumer == consumer)
+        ).all()
+        stored = session.scalars(
+            select(ProjectionOffset.next_offset).where(ProjectionOffset.consumer == consumer)
+        ).all()
+    assert sorted(images) == sorted([(before.image_id, 1), (after.image_id, 2)])
+    assert rejects == [1]
+    assert stored == [3]

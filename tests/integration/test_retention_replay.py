@@ -5,7 +5,6 @@ the cleanup at every position, and the same rows are left each time."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -27,7 +26,7 @@ from schemas.codec import encode
 from schemas.jobs import RetentionApplied
 from schemas.topics import JOBS
 from tests.factories import camera_history, job_id
-from tests.support import new_camera_id
+from tests.support import Record, new_camera_id
 
 HISTORY = len(camera_history("any", datetime.now(UTC), "/any.jpg"))
 TABLES = (
@@ -41,30 +40,6 @@ TABLES = (
     PromptTestRow,
     DeadLetterRow,
 )
-
-
-@dataclass
-class Record:
-    """What the projector reads of a Kafka message."""
-
-    _topic: str
-    _offset: int
-    _value: bytes
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes:
-        return self._value
-
-    def error(self) -> None:
-        return None
 
 
 def rows_left(engine, camera_id: str) -> dict[str, int]:
