@@ -6,10 +6,10 @@ nothing; the runner's offset tracking makes replays exact on top of that.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -49,64 +49,93 @@ from schemas.jobs import RetentionApplied
 from schemas.system import CircuitBreakerChanged, DeadLetterRequeued, DeadLettersCleared
 
 Handler = Callable[[Any, Session], None]
+RunHandler = Callable[[Sequence[Any], Session], None]
 
 
-def image_received(event: ImageReceived, session: Session) -> None:
-    values = {
-        "camera_id": event.camera_id,
-        "file_path": event.file_path,
-        "sha256": event.sha256,
-        "size_bytes": event.size_bytes,
-        "file_modified_at": event.file_modified_at,
-        "received_at": event.occurred_at,
-    }
-    statement = insert(Image).values(image_id=event.image_id, status="received", **values)
-    # A detection applied first leaves a row without file facts; fill them in, keep its status.
+_RECEIVED = ("camera_id", "file_path", "sha256", "size_bytes", "file_modified_at", "received_at")
+_DETECTED = ("status", "width", "height", "detection_count", "detected_at", "error")
+
+
+def _first_per_image(events: Sequence[Any]) -> list[Any]:
+    """The first event of each image (a later one of the same image changes nothing: each
+    handler's upsert only fills a row that has not got its facts yet)."""
+    first: dict[str, Any] = {}
+    for event in events:
+        first.setdefault(event.image_id, event)
+    return list(first.values())
+
+
+def images_received(events: Sequence[ImageReceived], session: Session) -> None:
+    """A row per image with its file facts; a row a detection made first (without them) is
+    filled in, its status kept."""
+    rows = [
+        {
+            "image_id": event.image_id,
+            "status": "received",
+            "camera_id": event.camera_id,
+            "file_path": event.file_path,
+            "sha256": event.sha256,
+            "size_bytes": event.size_bytes,
+            "file_modified_at": event.file_modified_at,
+            "received_at": event.occurred_at,
+        }
+        for event in _first_per_image(events)
+    ]
+    statement = insert(Image).values(rows)
     session.execute(
         statement.on_conflict_do_update(
             index_elements=[Image.image_id],
-            set_=values,
+            set_={column: statement.excluded[column] for column in _RECEIVED},
             where=Image.received_at.is_(None),
         )
     )
 
 
-def detections_produced(event: DetectionsProduced, session: Session) -> None:
-    detected = {
-        "status": "detected",
-        "width": event.image_width,
-        "height": event.image_height,
-        "detection_count": len(event.detections),
-        "detected_at": event.occurred_at,
-        "error": None,
-    }
-    claimed = session.execute(
-        insert(Image)
-        .values(
-            image_id=event.image_id,
-            camera_id=event.camera_id,
-            file_path=event.file_path,
-            **detected,
-        )
-        .on_conflict_do_update(
-            index_elements=[Image.image_id], set_=detected, where=Image.detected_at.is_(None)
-        )
-        .returning(Image.id)
-    ).first()
-    if claimed is None:
-        return  # already detected: a duplicate DetectionsProduced for this image
-    if not event.detections:
-        return
-    # A reprocess job of the same model and version may have written these rows first:
-    # they are the image's own.
-    statement = insert(DetectionRow)
-    session.execute(
-        statement.on_conflict_do_update(
-            constraint="uq_detections_image_id_model_name_model_version_position",
-            set_={"reprocessed": False},
-        ),
-        _detection_rows(event, reprocessed=False),
+def detections_produced_many(events: Sequence[DetectionsProduced], session: Session) -> None:
+    """Each image detected once: its row claims the detection (a duplicate
+    DetectionsProduced finds it claimed and adds nothing), and its detection rows follow."""
+    first = _first_per_image(events)
+    statement = insert(Image).values(
+        [
+            {
+                "image_id": event.image_id,
+                "camera_id": event.camera_id,
+                "file_path": event.file_path,
+                "status": "detected",
+                "width": event.image_width,
+                "height": event.image_height,
+                "detection_count": len(event.detections),
+                "detected_at": event.occurred_at,
+                "error": None,
+            }
+            for event in first
+        ]
     )
+    claimed = set(
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[Image.image_id],
+                set_={column: statement.excluded[column] for column in _DETECTED},
+                where=Image.detected_at.is_(None),
+            ).returning(Image.image_id)
+        ).scalars()
+    )
+    rows = [
+        row
+        for event in first
+        if event.image_id in claimed
+        for row in _detection_rows(event, reprocessed=False)
+    ]
+    if rows:
+        # A reprocess job of the same model and version may have written these rows first:
+        # they are the image's own.
+        session.execute(
+            insert(DetectionRow).on_conflict_do_update(
+                constraint="uq_detections_image_id_model_name_model_version_position",
+                set_={"reprocessed": False},
+            ),
+            rows,
+        )
 
 
 def _detection_rows(
@@ -268,74 +297,42 @@ def dead_letters_cleared(event: DeadLettersCleared, session: Session) -> None:
 
 
 def _enrichment_values(
-    enrichment: Enrichment,
-    *,
-    source_event_id: str,
-    image_id: str,
-    camera_id: str,
-    model_name: str,
-    model_version: str,
-    latency_ms: float,
-    created_at,
-    reprocessed: bool,
+    enrichment: Enrichment, event: DetectionsEnriched | EnrichmentReprocessed
 ) -> dict:
+    """An enrichment row of `event` (which names the image and the model that made it)."""
     return {
-        "source_event_id": source_event_id,
-        "image_id": image_id,
+        "source_event_id": str(event.event_id),
+        "image_id": event.image_id,
         "position": enrichment.position,
-        "camera_id": camera_id,
+        "camera_id": event.camera_id,
         "detection_type": enrichment.detection_type,
-        "model_name": model_name,
-        "model_version": model_version,
+        "model_name": event.model_name,
+        "model_version": event.model_version,
         "description": enrichment.description,
         "attributes": enrichment.attributes,
         "confidence": enrichment.confidence,
-        "latency_ms": latency_ms,
-        "reprocessed": reprocessed,
-        "created_at": created_at,
+        "latency_ms": event.latency_ms,
+        "reprocessed": isinstance(event, EnrichmentReprocessed),
+        "created_at": event.occurred_at,
     }
 
 
-def detections_enriched(event: DetectionsEnriched, session: Session) -> None:
-    if not event.enrichments:
-        return
+def detections_enriched_many(events: Sequence[DetectionsEnriched], session: Session) -> None:
     # The schema holds model_name, model_version and latency_ms set whenever there are
     # enrichments: a message without them never reaches a handler.
-    session.execute(
-        insert(EnrichmentRow).on_conflict_do_nothing(),
-        [
-            _enrichment_values(
-                enrichment,
-                source_event_id=str(event.event_id),
-                image_id=event.image_id,
-                camera_id=event.camera_id,
-                model_name=event.model_name,
-                model_version=event.model_version,
-                latency_ms=event.latency_ms,
-                created_at=event.occurred_at,
-                reprocessed=False,
-            )
-            for enrichment in event.enrichments
-        ],
-    )
+    rows = [
+        _enrichment_values(enrichment, event)
+        for event in events
+        for enrichment in event.enrichments
+    ]
+    if rows:
+        session.execute(insert(EnrichmentRow).on_conflict_do_nothing(), rows)
 
 
 def enrichment_reprocessed(event: EnrichmentReprocessed, session: Session) -> None:
     session.execute(
         insert(EnrichmentRow)
-        .values(
-            _enrichment_values(
-                event.enrichment,
-                source_event_id=str(event.event_id),
-                image_id=event.image_id,
-                camera_id=event.camera_id,
-                model_name=event.model_name,
-                model_version=event.model_version,
-                latency_ms=event.latency_ms,
-                created_at=event.occurred_at,
-                reprocessed=True,
-            )
-        )
+        .values(_enrichment_values(event.enrichment, event))
         .on_conflict_do_nothing()
     )
 
@@ -355,15 +352,32 @@ def batch_opened(event: BatchOpened, session: Session) -> None:
     )
 
 
-def detections_batched(event: DetectionsBatched, session: Session) -> None:
-    session.execute(
-        update(BatchRow)
-        .where(
-            BatchRow.batch_id == event.batch_id,
-            BatchRow.status == "aggregating",
-            BatchRow.detection_count < event.detection_count,
-        )
-        .values(detection_count=event.detection_count, last_activity_at=event.last_activity_at)
+_PROGRESS = (
+    update(BatchRow.__table__)
+    .where(
+        BatchRow.batch_id == bindparam("b_batch_id"),
+        BatchRow.status == "aggregating",
+        BatchRow.detection_count < bindparam("b_count"),
+    )
+    .values(detection_count=bindparam("b_count"), last_activity_at=bindparam("b_at"))
+)
+
+
+def detections_batched_many(events: Sequence[DetectionsBatched], session: Session) -> None:
+    """An aggregating batch's count and last activity move forward, never back: of a run,
+    each batch's largest count (its first event with it) is what applying them in turn
+    would leave."""
+    latest: dict[str, DetectionsBatched] = {}
+    for event in events:
+        seen = latest.get(event.batch_id)
+        if seen is None or event.detection_count > seen.detection_count:
+            latest[event.batch_id] = event
+    session.connection().execute(
+        _PROGRESS,
+        [
+            {"b_batch_id": e.batch_id, "b_count": e.detection_count, "b_at": e.last_activity_at}
+            for e in latest.values()
+        ],
     )
 
 
@@ -595,17 +609,35 @@ def circuit_breaker_changed(event: CircuitBreakerChanged, session: Session) -> N
     )
 
 
+# The event types that arrive in the largest numbers: a run of consecutive events of one of
+# these types is applied with one handler call (a statement or two for the whole run).
+RUN_HANDLERS: dict[type, RunHandler] = {
+    ImageReceived: images_received,
+    DetectionsProduced: detections_produced_many,
+    DetectionsEnriched: detections_enriched_many,
+    DetectionsBatched: detections_batched_many,
+}
+
+
+def _one_at_a_time(run: RunHandler) -> Handler:
+    def handle(event: Any, session: Session) -> None:
+        run([event], session)
+
+    handle.__name__ = run.__name__
+    return handle
+
+
+image_received = _one_at_a_time(images_received)
+detections_produced = _one_at_a_time(detections_produced_many)
+
 HANDLERS: dict[type, list[Handler]] = {
-    ImageReceived: [image_received],
-    DetectionsProduced: [detections_produced],
+    **{kind: [_one_at_a_time(run)] for kind, run in RUN_HANDLERS.items()},
     DetectionsReprocessed: [detections_reprocessed],
     DeadLettered: [dead_lettered],
     DeadLetterRequeued: [dead_letter_requeued],
     DeadLettersCleared: [dead_letters_cleared],
-    DetectionsEnriched: [detections_enriched],
     EnrichmentReprocessed: [enrichment_reprocessed],
     BatchOpened: [batch_opened],
-    DetectionsBatched: [detections_batched],
     BatchClosed: [batch_closed],
     SecurityEventRecorded: [security_event_recorded],
     ModelCallAudited: [model_call_audited],

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from sqlalchemy import Engine, func, select
@@ -20,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from projections.handlers import HANDLERS, Handler
+from projections.handlers import HANDLERS, RUN_HANDLERS, Handler, RunHandler
 from projections.retention import Retention
 from projections.tables import ProjectionOffset, ProjectionReject
 from schemas.codec import UndecodableMessage, decode
@@ -38,6 +39,8 @@ class Projector:
     consumer_name: str = "vigil-projector"
     topics: Sequence[TopicSpec] = EVENT_TOPICS
     handlers: Mapping[type, list[Handler]] = field(default_factory=lambda: HANDLERS)
+    # Consecutive events of these types are applied as one run (not when applying carefully).
+    run_handlers: Mapping[type, RunHandler] = field(default_factory=lambda: RUN_HANDLERS)
     batch_size: int = 500
     # How long the group waits for a member that stopped heartbeating (killed).
     session_timeout_s: float = 45.0
@@ -159,6 +162,7 @@ class Projector:
 
     def _apply(self, messages: Sequence[Message], careful: bool) -> dict[tuple[str, int], int]:
         advanced: dict[tuple[str, int], int] = {}
+        run = _Run(self.run_handlers)
         with Session(self.engine) as session, session.begin():
             self._retention = Retention.load(session)
             for message in messages:
@@ -169,8 +173,15 @@ class Projector:
                     continue
                 if offset < self._positions.get(key, 0):
                     continue  # already applied before a restart or rebalance
-                self._apply_one(session, message, careful)
+                event = self._decoded(session, message)
+                if event is not None and not careful and type(event) in self.run_handlers:
+                    run.add(event, session)
+                else:
+                    run.flush(session)
+                    if event is not None:
+                        self._apply_one(session, event, careful, message)
                 advanced[key] = offset + 1
+            run.flush(session)
             for (topic, partition), next_offset in advanced.items():
                 session.execute(
                     insert(ProjectionOffset)
@@ -188,17 +199,19 @@ class Projector:
         self._positions.update(advanced)
         return advanced
 
-    def _apply_one(self, session: Session, message: Message, careful: bool) -> None:
-        """Run the record's handlers; `careful`: in a savepoint, a refusal kept as a reject
-        (otherwise it is raised, and the batch is applied again carefully)."""
-        topic = self._by_name[message.topic()]
+    def _decoded(self, session: Session, message: Message) -> Any | None:
+        """The record's event; None if it is kept as a reject (undecodable) or a cleanup
+        removed what it says (a replay must not bring it back)."""
         try:
-            event = decode(topic, message.value())
+            event = decode(self._by_name[message.topic()], message.value())
         except UndecodableMessage as exc:
             self._reject(session, message, str(exc))
-            return
-        if self._retention.forgets(event):
-            return  # a cleanup removed what it says: a replay must not bring it back
+            return None
+        return None if self._retention.forgets(event) else event
+
+    def _apply_one(self, session: Session, event: Any, careful: bool, message: Message) -> None:
+        """Run the record's handlers; `careful`: in a savepoint, a refusal kept as a reject
+        (otherwise it is raised, and the batch is applied again carefully)."""
         if not careful:
             self._handle(session, event)
         else:
@@ -236,3 +249,23 @@ class Projector:
             )
             .on_conflict_do_nothing()
         )
+
+
+class _Run:
+    """Consecutive events of one type with a run handler, applied together when the type
+    changes, another kind of record comes, or the batch ends (the order of the batch is
+    kept: a run is applied where its first event stood, before anything after its last)."""
+
+    def __init__(self, handlers: Mapping[type, RunHandler]) -> None:
+        self._handlers = handlers
+        self._events: list[Any] = []
+
+    def add(self, event: Any, session: Session) -> None:
+        if self._events and type(self._events[0]) is not type(event):
+            self.flush(session)
+        self._events.append(event)
+
+    def flush(self, session: Session) -> None:
+        if self._events:
+            self._handlers[type(self._events[0])](self._events, session)
+            self._events = []

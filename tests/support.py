@@ -394,3 +394,24 @@ class Record:
 
     def error(self) -> None:
         return None
+
+
+@contextmanager
+def fresh_read_models(database_url: str, prefix: str, count: int) -> Iterator[list[Any]]:
+    """`count` empty read-model databases (schemas of the test database, migrated to head),
+    their engines; dropped afterwards."""
+    from projections.db import make_engine, migrate
+
+    schemas = [f"{prefix}_{uuid.uuid4().hex[:8]}" for _ in range(count)]
+    engines = []
+    try:
+        for schema in schemas:
+            url = new_schema(database_url, schema)
+            migrate(url)
+            engines.append(make_engine(url))
+        yield engines
+    finally:
+        for fresh in engines:
+            fresh.dispose()
+        for schema in schemas:
+            drop_schema(database_url, schema)

@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 
 from api.queries.dlq import QUEUES, list_jobs
 from api.queries.health import projector_lag
-from projections.db import make_engine, migrate
 from projections.tables import DeadLetterAction
 from schemas.codec import decode, encode
 from schemas.system import DeadLettersCleared
@@ -41,9 +40,8 @@ from tests.factories import (
 from tests.fakes import FakeSender
 from tests.support import (
     TopicWatcher,
-    drop_schema,
+    fresh_read_models,
     new_camera_id,
-    new_schema,
     read_back,
     wait_for,
 )
@@ -519,19 +517,8 @@ def test_clear_empties_the_queue_with_one_event_per_camera(
 @pytest.fixture
 def fresh_databases(own_stack) -> Iterator[list[Engine]]:
     """Two empty read-model databases (schemas of the test database, migrated to head)."""
-    schemas = [f"dlq_replay_{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    engines = []
-    try:
-        for schema in schemas:
-            url = new_schema(own_stack.database_url, schema)
-            migrate(url)
-            engines.append(make_engine(url))
+    with fresh_read_models(own_stack.database_url, "dlq_replay", 2) as engines:
         yield engines
-    finally:
-        for fresh in engines:
-            fresh.dispose()
-        for schema in schemas:
-            drop_schema(own_stack.database_url, schema)
 
 
 def _queue_in(fresh: Engine) -> tuple[list[str], dict[str, str]]:
