@@ -51,6 +51,12 @@ class Projector:
 
     def __post_init__(self) -> None:
         self._by_name = {topic.name: topic for topic in self.topics}
+        # A type given handlers of its own (fault injection) is applied by those, one by one.
+        self._runs = {
+            kind: run
+            for kind, run in self.run_handlers.items()
+            if self.handlers.get(kind) is HANDLERS.get(kind)
+        }
         self._consumer = Consumer(
             {
                 "bootstrap.servers": self.bootstrap_servers,
@@ -162,7 +168,7 @@ class Projector:
 
     def _apply(self, messages: Sequence[Message], careful: bool) -> dict[tuple[str, int], int]:
         advanced: dict[tuple[str, int], int] = {}
-        run = _Run(self.run_handlers)
+        run = _Run(self._runs)
         with Session(self.engine) as session, session.begin():
             self._retention = Retention.load(session)
             for message in messages:
@@ -174,7 +180,7 @@ class Projector:
                 if offset < self._positions.get(key, 0):
                     continue  # already applied before a restart or rebalance
                 event = self._decoded(session, message)
-                if event is not None and not careful and type(event) in self.run_handlers:
+                if event is not None and not careful and type(event) in self._runs:
                     run.add(event, session)
                 else:
                     run.flush(session)

@@ -10,9 +10,11 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from projections.handlers import HANDLERS
 from projections.runner import Projector
 from projections.tables import DetectionRow, ProjectionOffset, ProjectionReject
 from schemas.codec import encode
+from schemas.detections import DetectionsProduced
 from schemas.topics import DETECTIONS, IMAGES
 from tests.factories import detections_event, image_event
 from tests.support import Record, new_camera_id, publish, wait_for
@@ -207,3 +209,19 @@ def test_a_refused_record_amid_a_batch_is_a_reject_and_the_rest_of_the_batch_is_
     assert sorted(images) == sorted([(before.image_id, 1), (after.image_id, 2)])
     assert rejects == [1]
     assert stored == [3]
+
+
+def test_handlers_given_for_a_run_type_are_the_ones_applied(own_engine):
+    """A projector given handlers of its own for a type the runs cover (fault injection)
+    applies those, not the run handler."""
+    seen: list[str] = []
+    handlers = {
+        **HANDLERS,
+        DetectionsProduced: [lambda event, session: seen.append(event.image_id)],
+    }
+    projector = Projector(
+        own_engine, "127.0.0.1:9", consumer_name=f"own-{uuid.uuid4().hex[:8]}", handlers=handlers
+    )
+    produced = detections_event(image_event(new_camera_id("own"), digest="7" * 64), ["person"])
+    projector.apply([Record(DETECTIONS.name, 0, encode(produced))])
+    assert seen == [produced.image_id]
