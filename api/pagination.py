@@ -26,7 +26,7 @@ class PageParams:
     offset: int
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=1000, description="Max results (1-1000)")] = 50,
     offset: Annotated[int, Query(ge=0, le=BIGINT_MAX, description="Results to skip")] = 0,
 ) -> PageParams:
@@ -45,7 +45,7 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value
 
 
-def date_range(
+async def date_range(
     start_date: Annotated[datetime | None, Query(description="Only after this time")] = None,
     end_date: Annotated[datetime | None, Query(description="Only before this time")] = None,
 ) -> DateRangeParams:

@@ -35,7 +35,7 @@ def key_matches(key: str, digests: list[str]) -> bool:
     return any(matches)
 
 
-def require_api_key(
+async def require_api_key(
     settings: SettingsDep,
     x_api_key: Annotated[
         str | None, Header(description="API key (once keys are configured)")

@@ -41,7 +41,7 @@ TABLES = ("images", "detections", "enrichments", "batches", "events", "event_ana
           "ai_audit", "dead_letters", "projection_rejects")  # fmt: skip
 
 
-def _ends(bootstrap: str) -> dict[tuple[str, int], int]:
+def partition_ends(bootstrap: str) -> dict[tuple[str, int], int]:
     """The end offset of every non-empty partition of the projected topics."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-ends"})
     try:
@@ -121,7 +121,7 @@ def project(engine: Engine, bootstrap: str, ends: dict[tuple[str, int], int]) ->
     return {"messages": messages, "seconds": round(seconds, 1), "per_s": round(messages / seconds)}
 
 
-def _rows(engine: Engine) -> dict[str, int]:
+def row_counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as connection:
         return {
             t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES
@@ -136,12 +136,12 @@ def main(state_dir: Path, detections: int) -> dict[str, Any]:
         migrate(postgres.url)
         ensure_topics(Settings(kafka_bootstrap_servers=kafka.bootstrap))
         seeded = publish(kafka.bootstrap, detections)
-        ends = _ends(kafka.bootstrap)
+        ends = partition_ends(kafka.bootstrap)
         bare = bare_consume(kafka.bootstrap, ends)
         engine = make_engine(postgres.url)
         try:
             projected = project(engine, kafka.bootstrap, ends)
-            rows = _rows(engine)
+            rows = row_counts(engine)
         finally:
             engine.dispose()
         report = {

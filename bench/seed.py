@@ -43,6 +43,10 @@ from schemas.topics import (
 from streams.batching import batch_detections
 from streams.dead_letters import dead_letter
 
+# The detector the history says made its detections: the API lists a detector's detections,
+# so it is to be served with DETECTOR_MODEL set to this.
+DETECTOR = "yolo26"
+
 # (label, COCO class id, weight): what a driveway camera sees, people and cars mostly.
 LABELS = (
     ("person", 0, 45),
@@ -111,7 +115,7 @@ class _Camera:
             image_width=WIDTH,
             image_height=HEIGHT,
             detections=found,
-            model_name="yolo26",
+            model_name=DETECTOR,
             model_version="1",
             latency_ms=rng.uniform(20, 120),
             image_received_at=self.at,

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     api_key_hashes: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Processes serving the API, each with its own event loop, database pool and feeds (the
+    # WebSocket feeds read every partition in each): a sync route holds the GIL while it
+    # builds its answer, so one process uses at most one core.
+    api_workers: int = Field(default=1, ge=1, le=64)
     # Read-your-writes: how long a write waits for the read model to show its outcome before
     # answering 202 (a flush for the batch to close, a DLQ requeue or clear for the queue, a
     # breaker reset for every worker). API_FLUSH_WAIT_S, its former name, is still read.

@@ -1,0 +1,71 @@
+"""`vigil api` served by API_WORKERS processes: each one a uvicorn worker with its own app,
+a worker that dies replaced, and the whole set stopped with the server."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import httpx
+
+from tests.support import wait_for
+from vigil.devservices.procs import free_port
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is `pid`."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.add(int(stat.parent.name))
+    return children
+
+
+def _workers(pid: int) -> set[int]:
+    """`pid`'s children that are uvicorn workers (multiprocessing's spawned processes; the
+    resource tracker is a child too, and is not one)."""
+    return {
+        child
+        for child in _children(pid)
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    }
+
+
+def _two_workers(pid: int) -> set[int] | None:
+    workers = _workers(pid)
+    return workers if len(workers) == 2 else None
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_api_workers_serve_and_a_dead_one_is_replaced(stack):
+    port = free_port()
+    process = stack.start_app("api", name="api-workers", API_PORT=str(port), API_WORKERS="2")
+    url = f"http://127.0.0.1:{port}/api/events?limit=1"
+    try:
+        wait_for(lambda: _answers(url), timeout=60, what="the API")
+        first = wait_for(lambda: _two_workers(process.pid), timeout=30, what="two workers")
+        killed = min(first)
+        os.kill(killed, signal.SIGKILL)
+        replaced = wait_for(
+            lambda: (w := _two_workers(process.pid)) and killed not in w and w,
+            timeout=30,
+            what="the killed worker to be replaced",
+        )
+        assert replaced - first, "a new worker process"
+        assert all(_answers(url) for _ in range(20))
+    finally:
+        process.stop()
+    assert not any(Path(f"/proc/{worker}").exists() for worker in first | replaced), (
+        "workers outlived the server"
+    )
