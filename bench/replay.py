@@ -100,9 +100,12 @@ def _caught_up(engine: Engine, consumer: str, ends: dict[tuple[str, int], int]) 
     return all(done.get(key, 0) >= end for key, end in ends.items())
 
 
-def project(engine: Engine, bootstrap: str, ends: dict[tuple[str, int], int]) -> dict[str, Any]:
-    """The projector from empty read models until its offsets reach `ends`."""
-    consumer = f"bench-replay-{uuid.uuid4().hex[:8]}"
+def project(
+    engine: Engine, bootstrap: str, ends: dict[tuple[str, int], int], consumer: str | None = None
+) -> dict[str, Any]:
+    """The projector (`consumer`, by default a fresh name: from empty read models) until its
+    offsets reach `ends`."""
+    consumer = consumer or f"bench-replay-{uuid.uuid4().hex[:8]}"
     projector = Projector(engine, bootstrap, consumer_name=consumer)
     stop = threading.Event()
     thread = threading.Thread(target=projector.run, args=(stop,), name="projector")

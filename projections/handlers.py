@@ -160,6 +160,8 @@ def _detection_rows(
             "model_version": event.model_version,
             "latency_ms": event.latency_ms,
             "detected_at": event.occurred_at,
+            # From the event, not the clock: a replay rebuilds the row as it was.
+            "created_at": event.occurred_at,
             "reprocessed": reprocessed,
         }
         for position, detection in enumerate(event.detections)
