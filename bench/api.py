@@ -69,7 +69,7 @@ def _get(url: str) -> tuple[int, bytes]:
         return 0, b""
 
 
-def _wait_answering(url: str, timeout_s: float = 120.0) -> bytes:
+def wait_answering(url: str, timeout_s: float = 120.0) -> bytes:
     """The body of `url`'s first 200 answer. (Health is 200 whatever it reports: served for
     the seeded detector, which Triton here does not serve, it reports the detector down.)"""
     deadline = time.monotonic() + timeout_s
@@ -81,14 +81,17 @@ def _wait_answering(url: str, timeout_s: float = 120.0) -> bytes:
     raise RuntimeError(f"{url} did not answer within {timeout_s:g} s")
 
 
-def _seed(stack: Stack, engine: Engine, detections: int) -> dict[str, Any]:
+def seed_read_models(stack: Stack, engine: Engine, detections: int) -> dict[str, Any]:
     """Seed and project `detections` unless the read models already hold some."""
     with engine.connect() as connection:
         held = connection.execute(text("SELECT count(*) FROM detections")).scalar_one()
     if held:
         return {"reused": True}
     seeded = publish(stack.kafka_bootstrap, detections)
-    projected = project(engine, stack.kafka_bootstrap, partition_ends(stack.kafka_bootstrap))
+    # As the deployment's projector: one started later goes on from where this one stopped.
+    consumer = stack.settings().projector_group
+    ends = partition_ends(stack.kafka_bootstrap)
+    projected = project(engine, stack.kafka_bootstrap, ends, consumer=consumer)
     return {"reused": False, "seed_seconds": seeded.seconds, "projector": projected}
 
 
@@ -202,7 +205,7 @@ def main(state_dir: Path, detections: int) -> dict[str, Any]:
     try:
         engine = make_engine(stack.database_url)
         try:
-            seeding = _seed(stack, engine, detections)
+            seeding = seed_read_models(stack, engine, detections)
             requests = cases(engine)
             rows = row_counts(engine)
         finally:
@@ -215,10 +218,10 @@ def main(state_dir: Path, detections: int) -> dict[str, Any]:
             API_WORKERS=str(API_WORKERS),
         )  # fmt: skip
         base = f"http://127.0.0.1:{api_port}"
-        body = _wait_answering(base + HEALTH)
+        body = wait_answering(base + HEALTH)
         floor, floor_url = _start_floor(state_dir, body)
         stack.apps.append(floor)
-        _wait_answering(floor_url)
+        wait_answering(floor_url)
         report: dict[str, Any] = {
             "rows": rows, "seeding": seeding, "api_workers": API_WORKERS, "duration_s": DURATION_S
         }  # fmt: skip

@@ -326,3 +326,10 @@ def publish(bootstrap: str, detections: int, **options) -> Seeded:
     return Seeded(
         detections=made, messages=counted, seconds=round(time.perf_counter() - started, 1)
     )
+
+
+def live_image(camera_id: str, seed: int) -> DetectionsEnriched:
+    """One image of `camera_id`'s, detected and enriched now: what the enrichment stage hands
+    the batching stage (which opens the camera's batch on it, or adds to the open one)."""
+    camera = _Camera(random.Random(seed), camera_id, datetime.now(UTC))
+    return next(m for _, m in camera.image(0.001) if isinstance(m, DetectionsEnriched))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Date,
     DateTime,
     Float,
     Index,
@@ -219,7 +220,30 @@ class EnrichmentRow(Base):
         UniqueConstraint("source_event_id", "position"),
         Index(None, "image_id", "position"),
         Index(None, "created_at"),
+        # The p95 latency of the stats reads the top of these (migration 0011).
+        Index(None, "latency_ms"),
+        Index(None, "camera_id", "latency_ms"),
     )
+
+
+class ReadCountRow(Base):
+    """Detections (kind 'detection', label: the COCO label) and enrichments (kind
+    'enrichment', label: the detection type) counted per model, camera, label and UTC day,
+    with the sums their averages need. Statement triggers on the two tables keep it exact
+    in the transaction that writes them (migration 0011); the API counts whole days here."""
+
+    __tablename__ = "read_counts"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+    confidence_sum: Mapped[float] = mapped_column(Float)
+    latency_n: Mapped[int] = mapped_column(BigInteger)
+    latency_sum: Mapped[float] = mapped_column(Float)
 
 
 class SecurityEventRow(Base):

@@ -291,6 +291,20 @@ def bench_api(
     main(cache_dir() / "bench-api-state", detections)
 
 
+@bench_app.command("load")
+def bench_load(
+    detections: Annotated[int, typer.Option(help="How many detections to seed")] = 1_000_000,
+    rate: Annotated[float, typer.Option(help="Read requests per second")] = 200.0,
+    seconds: Annotated[float, typer.Option(help="For this long")] = 60.0,
+) -> None:
+    """A paced mix of reads on the seeded read models, with a flush and a DLQ requeue every
+    few seconds, while a worker and a projector run: errors and p50/p99 per kind."""
+    from bench.api_load import main
+
+    _logging("WARNING")
+    main(cache_dir() / "bench-api-state", detections, rate, seconds)
+
+
 def _test_processes() -> list[str]:
     """pytest-xdist's arguments: one test process per core (at most 4, or
     VIGIL_TEST_PROCESSES), each with its own Kafka, Postgres and Triton, a module's tests

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from api.models import BoundingBoxOut, DetectionOut
+from api.queries.counts import rollup_count
 from projections.tables import DetectionRow
 
 
@@ -61,10 +63,37 @@ def to_out(row: DetectionRow) -> DetectionOut:
     )
 
 
+def count_detections(session: Session, f: DetectionFilter) -> int:
+    """How many detections `f` selects; exact, from the daily rollup unless it filters on
+    confidence."""
+
+    def count_rows(*conditions: ColumnElement[bool], within: DetectionFilter = f) -> int:
+        query = _filtered(select(func.count()).select_from(DetectionRow), within)
+        return session.scalar(query.where(*conditions)) or 0
+
+    if f.min_confidence is not None:
+        return count_rows()
+    undated = replace(f, start_date=None, end_date=None)
+    keys = {
+        column: value
+        for column, value in (
+            ("model_name", f.model_name),
+            ("model_version", f.model_version),
+            ("camera_id", f.camera_id),
+            ("label", f.label),
+        )
+        if value is not None
+    }
+    return rollup_count(
+        session, "detection", keys, DetectionRow.detected_at, f.start_date, f.end_date,
+        partial(count_rows, within=undated),
+    )  # fmt: skip
+
+
 def list_detections(
     session: Session, f: DetectionFilter, limit: int, offset: int
 ) -> tuple[list[DetectionOut], int]:
-    total = session.scalar(_filtered(select(func.count()).select_from(DetectionRow), f)) or 0
+    total = count_detections(session, f)
     rows = session.scalars(
         _filtered(select(DetectionRow), f)
         .order_by(DetectionRow.detected_at.desc(), DetectionRow.id.desc())

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, time
+import math
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy import ColumnElement, Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from api.models import EnrichmentOut, EnrichmentStats
+from api.queries.counts import rollup_count
 from projections.tables import (
     BatchMember,
     DetectionRow,
     EnrichmentRow,
+    ReadCountRow,
     SecurityEventRow,
     own_detection,
 )
@@ -106,11 +110,34 @@ def _select() -> Select:
     return select(EnrichmentRow, _DETECTION_ID, _EVENT_ID)
 
 
+def count_enrichments(session: Session, f: EnrichmentFilter) -> int:
+    """How many enrichments `f` selects; exact, from the daily rollup unless it filters on
+    what the rollup does not key on (confidence, an event, a detection)."""
+
+    def count_rows(*conditions: ColumnElement[bool], within: EnrichmentFilter = f) -> int:
+        query = _filtered(select(func.count()).select_from(EnrichmentRow), within)
+        return session.scalar(query.where(*conditions)) or 0
+
+    unkeyed = (f.min_confidence, f.event_id, f.image_id, f.position)
+    if any(value is not None for value in unkeyed):
+        return count_rows()
+    keys = {
+        column: value
+        for column, value in (("camera_id", f.camera_id), ("label", f.detection_type))
+        if value is not None
+    }
+    undated = replace(f, start_date=None, end_date=None)
+    return rollup_count(
+        session, "enrichment", keys, EnrichmentRow.created_at, f.start_date, f.end_date,
+        partial(count_rows, within=undated),
+    )  # fmt: skip
+
+
 def list_enrichments(
     session: Session, f: EnrichmentFilter, limit: int | None = None, offset: int = 0
 ) -> tuple[list[EnrichmentOut], int]:
     """Newest first, with the total that matches `f`; every match when `limit` is None."""
-    total = session.scalar(_filtered(select(func.count()).select_from(EnrichmentRow), f)) or 0
+    total = count_enrichments(session, f)
     rows = session.execute(
         _filtered(_select(), f)
         .order_by(EnrichmentRow.created_at.desc(), EnrichmentRow.id.desc())
@@ -146,31 +173,54 @@ def for_event(session: Session, event_id: int) -> list[EnrichmentOut] | None:
     return list_enrichments(session, EnrichmentFilter(event_id=event_id))[0]
 
 
+def _latency_percentile(
+    session: Session, fraction: float, count: int, camera_id: str | None
+) -> float | None:
+    """percentile_cont(`fraction`) of the latencies of `count` enrichments (of the camera),
+    from the two values it interpolates between, read from the top of the latency index
+    (a scan of the top 5% instead of a sort of every row)."""
+    if count == 0:
+        return None
+    position = fraction * (count - 1)
+    low, high = math.floor(position), math.ceil(position)
+    query = select(EnrichmentRow.latency_ms).order_by(EnrichmentRow.latency_ms.desc())
+    if camera_id is not None:
+        query = query.where(EnrichmentRow.camera_id == camera_id)
+    values = session.scalars(query.offset(count - 1 - high).limit(2)).all()
+    at_high, at_low = values[0], values[high - low]
+    return at_low + (position - low) * (at_high - at_low)
+
+
 def enrichment_stats(
     session: Session, now: datetime, camera_id: str | None = None
 ) -> EnrichmentStats:
-    def scoped(query: Select) -> Select:
-        return query if camera_id is None else query.where(EnrichmentRow.camera_id == camera_id)
-
-    midnight = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
-    total, today, avg_confidence, avg_latency, p95_latency = session.execute(
-        scoped(
-            select(
-                func.count(),
-                func.count().filter(EnrichmentRow.created_at >= midnight),
-                func.avg(EnrichmentRow.confidence),
-                func.avg(EnrichmentRow.latency_ms),
-                func.percentile_cont(0.95).within_group(EnrichmentRow.latency_ms),
-            )
-        )
-    ).one()
+    """Counts and averages from the daily rollup (`read_counts`); the p95 latency from the
+    table, read from the top of its latency index."""
+    rollup = [ReadCountRow.kind == "enrichment"]
+    if camera_id is not None:
+        rollup.append(ReadCountRow.camera_id == camera_id)
     by_type = session.execute(
-        scoped(
-            select(EnrichmentRow.detection_type, func.count())
-            .group_by(EnrichmentRow.detection_type)
-            .order_by(EnrichmentRow.detection_type)
+        select(
+            ReadCountRow.label,
+            func.sum(ReadCountRow.n),
+            func.sum(ReadCountRow.n).filter(ReadCountRow.day >= now.astimezone(UTC).date()),
+            func.sum(ReadCountRow.confidence_sum),
+            func.sum(ReadCountRow.latency_n),
+            func.sum(ReadCountRow.latency_sum),
         )
+        .where(*rollup)
+        .group_by(ReadCountRow.label)
+        .order_by(ReadCountRow.label)
     ).all()
+    total = sum(int(row[1]) for row in by_type)
+    today = sum(int(row[2] or 0) for row in by_type)
+    confidence_sum = sum(row[3] for row in by_type)
+    latency_n = sum(int(row[4]) for row in by_type)
+    latency_sum = sum(row[5] for row in by_type)
+    avg_confidence = confidence_sum / total if total else None
+    avg_latency = latency_sum / latency_n if latency_n else None
+    p95_latency = _latency_percentile(session, 0.95, latency_n, camera_id)
+    by_type = [(label, int(n)) for label, n, *_ in by_type if n]
     return EnrichmentStats(
         total_enrichments=total,
         enrichments_today=today,
