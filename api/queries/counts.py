@@ -8,10 +8,11 @@ table: the caller passes no `keys` then.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, time, timedelta
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from projections.tables import ReadCountRow
@@ -36,9 +37,7 @@ def rollup_count(
 ) -> int:
     """The rows of `kind` with the rollup's `keys` (column -> value) whose `at` is within
     [start, end]: whole days from the rollup, the edges by `count_rows(*conditions)`."""
-    first = None if start is None else _midnight(start)
-    if first is not None and first < start:
-        first += timedelta(days=1)  # the first whole day starts at the midnight after start
+    first = None if start is None else _first_midnight(start)
     last = None if end is None else _midnight(end)  # whole days end before this midnight
     if first is not None and last is not None and first >= last:
         return count_rows(at >= start, at <= end)  # no whole day in the range
@@ -54,3 +53,56 @@ def rollup_count(
     if last is not None:
         total += count_rows(at >= last, at <= end)
     return int(total)
+
+
+def _first_midnight(start: datetime) -> datetime:
+    """The first midnight at or after `start`: where the whole days from `start` begin."""
+    first = _midnight(start)
+    return first if first >= start else first + timedelta(days=1)
+
+
+def calls_since(
+    session: Session,
+    count_kind: str,
+    latency_kind: str,
+    start: datetime,
+    camera_id: str | None,
+    edge: Callable[[datetime], Select],
+) -> dict[str, tuple[int, float | None]]:
+    """Per model since `start` (of the camera): how many rows of `count_kind`, and the mean
+    latency of the rows of `latency_kind`; whole days from the rollup, the partial first day
+    from `edge(first_midnight)`: rows (model, count, latencies counted, latency sum)."""
+    first = _first_midnight(start)
+    conditions = [
+        ReadCountRow.kind.in_((count_kind, latency_kind)),
+        ReadCountRow.day >= first.date(),
+    ]
+    if camera_id is not None:
+        conditions.append(ReadCountRow.camera_id == camera_id)
+    totals: dict[str, list] = defaultdict(lambda: [0, 0, 0.0])
+    for model, kind, n, latency_n, latency_sum in session.execute(
+        select(
+            ReadCountRow.model_name,
+            ReadCountRow.kind,
+            func.sum(ReadCountRow.n),
+            func.sum(ReadCountRow.latency_n),
+            func.sum(ReadCountRow.latency_sum),
+        )
+        .where(*conditions)
+        .group_by(ReadCountRow.model_name, ReadCountRow.kind)
+    ):
+        if kind == count_kind:
+            totals[model][0] += int(n)
+        if kind == latency_kind:
+            totals[model][1] += int(latency_n)
+            totals[model][2] += latency_sum
+    if start < first:
+        for model, n, latency_n, latency_sum in session.execute(edge(first)):
+            totals[model][0] += n
+            totals[model][1] += latency_n
+            totals[model][2] += latency_sum
+    return {
+        model: (n, latency_sum / latency_n if latency_n else None)
+        for model, (n, latency_n, latency_sum) in totals.items()
+        if n
+    }

@@ -30,6 +30,7 @@ from api.audit_models import (
     Recommendations,
     TokenUsage,
 )
+from api.queries.counts import calls_since
 from jobs.batch_audit import SETTLED
 from projections.tables import (
     AuditRow,
@@ -250,29 +251,49 @@ def _calls(session: Session, start: datetime, camera_id: str | None) -> dict[str
         .group_by(AuditRow.model_name),
         AuditRow.camera_id,
     )
-    detections = scoped(
-        select(
-            DetectionRow.model_name,
-            func.count(distinct(DetectionRow.image_id)),
-            func.avg(DetectionRow.latency_ms),
-        )
-        .where(DetectionRow.detected_at >= start)
-        .group_by(DetectionRow.model_name),
-        DetectionRow.camera_id,
-    )
-    enrichments = scoped(
-        select(EnrichmentRow.model_name, func.count(), func.avg(EnrichmentRow.latency_ms))
-        .where(EnrichmentRow.created_at >= start)
-        .group_by(EnrichmentRow.model_name),
-        EnrichmentRow.camera_id,
-    )
-    for query in (analyses, detections, enrichments):
-        for model, count, latency in session.execute(query):
-            found[model] = ModelStats(
-                events=count,
-                avg_latency_ms=round(latency, 1) if latency is not None else None,
-                contribution_rate=None,
+
+    def detections_before(first: datetime) -> Select:
+        return scoped(
+            select(
+                DetectionRow.model_name,
+                func.count(distinct(DetectionRow.image_id)),
+                func.count(DetectionRow.latency_ms),
+                func.coalesce(func.sum(DetectionRow.latency_ms), 0),
             )
+            .where(DetectionRow.detected_at >= start, DetectionRow.detected_at < first)
+            .group_by(DetectionRow.model_name),
+            DetectionRow.camera_id,
+        )
+
+    def enrichments_before(first: datetime) -> Select:
+        return scoped(
+            select(
+                EnrichmentRow.model_name,
+                func.count(),
+                func.count(EnrichmentRow.latency_ms),
+                func.coalesce(func.sum(EnrichmentRow.latency_ms), 0),
+            )
+            .where(EnrichmentRow.created_at >= start, EnrichmentRow.created_at < first)
+            .group_by(EnrichmentRow.model_name),
+            EnrichmentRow.camera_id,
+        )
+
+    # The detector's outputs are the images it detected (its calls), the vision model's its
+    # enrichments; both from the daily rollup.
+    rolled_up = [
+        *calls_since(
+            session, "detected_image", "detection", start, camera_id, detections_before
+        ).items(),
+        *calls_since(
+            session, "enrichment", "enrichment", start, camera_id, enrichments_before
+        ).items(),
+    ]
+    for model, count, latency in [*session.execute(analyses), *((m, *v) for m, v in rolled_up)]:
+        found[model] = ModelStats(
+            events=count,
+            avg_latency_ms=round(latency, 1) if latency is not None else None,
+            contribution_rate=None,
+        )
     return found
 
 

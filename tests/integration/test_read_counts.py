@@ -8,9 +8,10 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, distinct, func, select, update
 from sqlalchemy.orm import Session
 
+from api.queries.counts import calls_since
 from api.queries.detections import DetectionFilter, _filtered, count_detections
 from api.queries.enrichment import (
     EnrichmentFilter,
@@ -90,7 +91,9 @@ def _mismatches(engine) -> list[tuple]:
 
 def test_counts_are_the_rows_counts(engine):
     with Session(engine) as session:
-        assert count_detections(session, DetectionFilter(model_name=DETECTOR)) >= 1000  # (another test deletes some)
+        assert (
+            count_detections(session, DetectionFilter(model_name=DETECTOR)) >= 1000
+        )  # (another test deletes some)
     assert _mismatches(engine) == []
 
 
@@ -135,3 +138,46 @@ def test_enrichment_stats_are_the_tables(engine):
             assert math.isclose(stats.avg_latency_ms, latency, rel_tol=1e-9)
             assert math.isclose(stats.p95_latency_ms, p95, rel_tol=1e-9)
             assert total > 100 and today > 0
+
+
+def _scoped(query, column, camera_id):
+    return query if camera_id is None else query.where(column == camera_id)
+
+
+@pytest.mark.parametrize("camera_id", [None, "cam-01"])
+@pytest.mark.parametrize("hours", [12, 30, 49, 24 * 7])
+def test_calls_per_model_since_are_the_tables(engine, camera_id, hours):
+    start = END - timedelta(hours=hours, minutes=17)
+
+    def detections(*columns, until=None):
+        query = select(DetectionRow.model_name, *columns).where(DetectionRow.detected_at >= start)
+        if until is not None:
+            query = query.where(DetectionRow.detected_at < until)
+        return _scoped(query, DetectionRow.camera_id, camera_id).group_by(DetectionRow.model_name)
+
+    images = func.count(distinct(DetectionRow.image_id))
+    with Session(engine) as session:
+        want = {
+            model: (count, latency)
+            for model, count, latency in session.execute(
+                detections(images, func.avg(DetectionRow.latency_ms))
+            )
+        }
+        got = calls_since(
+            session,
+            "detected_image",
+            "detection",
+            start,
+            camera_id,
+            lambda first: detections(
+                images,
+                func.count(DetectionRow.latency_ms),
+                func.coalesce(func.sum(DetectionRow.latency_ms), 0),
+                until=first,
+            ),
+        )
+    assert want, "detections in the window"
+    assert got.keys() == want.keys()
+    for model, (count, latency) in want.items():
+        assert got[model][0] == count
+        assert math.isclose(got[model][1], latency, rel_tol=1e-9)

@@ -1,5 +1,5 @@
-"""read_counts: detections and enrichments counted per model, camera, label and UTC day,
-kept exact by statement triggers on their tables
+"""read_counts: detections, the images they were found in, and enrichments counted per
+model, camera, label and UTC day, kept exact by statement triggers on their tables
 
 Revision ID: 0011
 Revises: 0010
@@ -40,6 +40,19 @@ def _rollup(kind: str, label: str, at: str, rows: str, sign: str) -> str:
         latency_sum = c.latency_sum + excluded.latency_sum;"""
 
 
+def _images(rows: str, sign: str) -> str:
+    """The same for the images detected (kind 'detected_image', no label): an image's rows
+    of one model and version are written, and deleted, by one statement."""
+    return f"""
+    INSERT INTO read_counts AS c ({KEY}, n, confidence_sum, latency_n, latency_sum)
+    SELECT 'detected_image', model_name, coalesce(model_version, ''), camera_id, '',
+           (detected_at AT TIME ZONE 'UTC')::date, {sign}count(DISTINCT image_id), 0, 0, 0
+    FROM {rows}
+    GROUP BY 2, 3, 4, 5, 6
+    ORDER BY 2, 3, 4, 5, 6
+    ON CONFLICT ({KEY}) DO UPDATE SET n = c.n + excluded.n;"""
+
+
 def upgrade() -> None:
     op.create_table(
         "read_counts",
@@ -64,8 +77,10 @@ def upgrade() -> None:
         CREATE FUNCTION count_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             IF TG_OP IN ('DELETE', 'UPDATE') THEN {_rollup(kind, label, at, "old_rows", "-")}
+            {_images("old_rows", "-") if table == "detections" else ""}
             END IF;
             IF TG_OP IN ('INSERT', 'UPDATE') THEN {_rollup(kind, label, at, "new_rows", "")}
+            {_images("new_rows", "") if table == "detections" else ""}
             END IF;
             RETURN NULL;
         END $$""")
@@ -84,6 +99,7 @@ def upgrade() -> None:
                ({at} AT TIME ZONE 'UTC')::date, count(*), coalesce(sum(confidence), 0),
                count(latency_ms), coalesce(sum(latency_ms), 0)
         FROM {table} GROUP BY 2, 3, 4, 5, 6""")
+    op.execute(_images("detections", "").split("ON CONFLICT")[0])
 
 
 def downgrade() -> None:
