@@ -184,6 +184,17 @@ def captured_sql(stack: Stack, requests: dict[str, str]) -> dict[str, Captured]:
     return captured
 
 
+def start_api(stack: Stack) -> str:
+    """`vigil api` on a free port, in API_WORKERS processes, listing the seeded detector's
+    detections; its base URL."""
+    port = free_port()
+    stack.start_app(
+        "api", name="bench-api", API_PORT=str(port), DETECTOR_MODEL=DETECTOR,
+        API_WORKERS=str(API_WORKERS),
+    )  # fmt: skip
+    return f"http://127.0.0.1:{port}"
+
+
 def _start_floor(state_dir: Path, body: bytes):
     port = free_port()
     floor = start_process(
@@ -212,12 +223,7 @@ def main(state_dir: Path, detections: int) -> dict[str, Any]:
             engine.dispose()
         sql = captured_sql(stack, requests)
         dsn = stack.database_url.replace("postgresql+psycopg://", "postgresql://")
-        api_port = free_port()
-        stack.start_app(
-            "api", name="bench-api", API_PORT=str(api_port), DETECTOR_MODEL=DETECTOR,
-            API_WORKERS=str(API_WORKERS),
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{api_port}"
+        base = start_api(stack)
         body = wait_answering(base + HEALTH)
         floor, floor_url = _start_floor(state_dir, body)
         stack.apps.append(floor)

@@ -28,16 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from sqlalchemy import Engine, text
 
-from bench.api import API_WORKERS, cases, seed_read_models, wait_answering
+from bench.api import API_WORKERS, cases, seed_read_models, start_api, wait_answering
 from bench.load import summary
 from bench.replay import partition_ends
-from bench.seed import DETECTOR, live_image
+from bench.seed import live_image
 from projections.db import make_engine
-from schemas.topics import ENRICHMENTS, producer_settings
-from vigil.devservices.procs import free_port
+from schemas.topics import ENRICHMENTS, STAGE_INPUTS, producer_settings
 from vigil.devservices.stack import start_stack
 
 WRITE_EVERY_S = 5.0
@@ -65,11 +64,34 @@ def _hand_offsets(engine: Engine, bootstrap: str, consumer: str) -> bool:
     return True
 
 
+def _hand_stage_offsets(bootstrap: str) -> list[str]:
+    """The seeded history is what the pipeline already processed: each stage group that has
+    no committed offsets gets the end of its inputs, so the worker starts on new messages
+    (not on a million seeded ones, whose images are not on disk). The groups given them."""
+    ends = partition_ends(bootstrap)
+    handed = []
+    for group, topics in STAGE_INPUTS.items():
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+        try:
+            names = {topic.name for topic in topics}
+            positions = [TopicPartition(t, p, end) for (t, p), end in ends.items() if t in names]
+            if not positions:
+                continue
+            committed = consumer.committed(positions, timeout=10)
+            if all(position.offset < 0 for position in committed):
+                consumer.commit(offsets=positions, asynchronous=False)
+                handed.append(group)
+        finally:
+            consumer.close()
+    return handed
+
+
 class _Tally:
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.statuses: Counter[str] = Counter()
         self.errors = 0
+        self.wall_s: float | None = None  # sent until the last answer
 
     def add(self, status: str, latency: float, ok: bool) -> None:
         self.statuses[status] += 1
@@ -79,10 +101,11 @@ class _Tally:
             self.errors += 1
 
     def report(self, seconds: float) -> dict[str, Any]:
-        return {
-            **summary(self.latencies, self.errors, seconds),
-            "statuses": dict(self.statuses),
-        }
+        report = {**summary(self.latencies, self.errors, seconds), "statuses": dict(self.statuses)}
+        if self.wall_s is not None:  # what the server got through: answers/s until the last
+            report["wall_s"] = round(self.wall_s, 1)
+            report["answered_per_s"] = round(len(self.latencies) / self.wall_s, 1)
+        return report
 
 
 async def _timed(tally: _Tally, send, since: float, writes: bool) -> Any:
@@ -107,6 +130,7 @@ async def _reads(client, requests: list[str], rate: float, duration_s: float) ->
         send = partial(client.get, request)
         tasks.append(asyncio.create_task(_timed(tally, send, due, False)))
     await asyncio.gather(*tasks)
+    tally.wall_s = time.perf_counter() - started
     return tally
 
 
@@ -158,21 +182,18 @@ def main(state_dir: Path, detections: int, rate: float, duration_s: float) -> di
         try:
             seeding = seed_read_models(stack, engine, detections)
             handed = _hand_offsets(engine, stack.kafka_bootstrap, settings.projector_group)
+            stages = _hand_stage_offsets(stack.kafka_bootstrap)
             requests = list(cases(engine).values())
         finally:
             engine.dispose()
         stack.start_app("projector")
         stack.start_app("worker")
-        api_port = free_port()
-        stack.start_app(
-            "api", name="bench-api", API_PORT=str(api_port), DETECTOR_MODEL=DETECTOR,
-            API_WORKERS=str(API_WORKERS),
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{api_port}"
+        base = start_api(stack)
         wait_answering(base + "/api/system/health")
         measured = asyncio.run(_run(base, stack.kafka_bootstrap, requests, rate, duration_s))
         report = {
             "seeding": seeding, "offsets_handed_to_projector": handed,
+            "offsets_handed_to_stages": stages,
             "api_workers": API_WORKERS, "rate_per_s": rate, "duration_s": duration_s,
             **measured,
         }  # fmt: skip
