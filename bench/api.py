@@ -82,17 +82,41 @@ def wait_answering(url: str, timeout_s: float = 120.0) -> bytes:
 
 
 def seed_read_models(stack: Stack, engine: Engine, detections: int) -> dict[str, Any]:
-    """Seed and project `detections` unless the read models already hold some."""
+    """Seed `detections` unless the read models already hold some, and project the topics
+    as the deployment's projector (PROJECTOR_GROUP) up to their end: a projector started
+    later goes on from there, and an earlier run cut short is finished."""
+    consumer = stack.settings().projector_group
     with engine.connect() as connection:
         held = connection.execute(text("SELECT count(*) FROM detections")).scalar_one()
-    if held:
-        return {"reused": True}
-    seeded = publish(stack.kafka_bootstrap, detections)
-    # As the deployment's projector: one started later goes on from where this one stopped.
-    consumer = stack.settings().projector_group
+    seeded = None if held else publish(stack.kafka_bootstrap, detections)
     ends = partition_ends(stack.kafka_bootstrap)
+    handed = bool(held) and _hand_offsets(engine, consumer, ends)
     projected = project(engine, stack.kafka_bootstrap, ends, consumer=consumer)
-    return {"reused": False, "seed_seconds": seeded.seconds, "projector": projected}
+    return {
+        "reused": bool(held),
+        "seed_seconds": seeded.seconds if seeded else None,
+        "offsets_handed_to_projector": handed,
+        "projector": projected,
+    }
+
+
+def _hand_offsets(engine: Engine, consumer: str, ends: dict[tuple[str, int], int]) -> bool:
+    """When `consumer` has no offsets but the read models hold rows (built by another
+    consumer, as `vigil bench replay` does): the end of every topic, so the projector goes
+    on from there rather than applying the history a second time."""
+    with engine.begin() as connection:
+        if connection.execute(
+            text("SELECT count(*) FROM projection_offsets WHERE consumer = :c"), {"c": consumer}
+        ).scalar_one():
+            return False
+        connection.execute(
+            text(
+                "INSERT INTO projection_offsets (consumer, topic, partition, next_offset) "
+                "VALUES (:c, :t, :p, :o)"
+            ),
+            [{"c": consumer, "t": t, "p": p, "o": end} for (t, p), end in ends.items()],
+        )
+    return True
 
 
 def cases(engine: Engine) -> dict[str, str]:

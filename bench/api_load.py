@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections import Counter
 from functools import partial
@@ -29,7 +30,6 @@ from typing import Any
 
 import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
-from sqlalchemy import Engine, text
 
 from bench.api import API_WORKERS, cases, seed_read_models, start_api, wait_answering
 from bench.load import summary
@@ -41,27 +41,6 @@ from vigil.devservices.stack import start_stack
 
 WRITE_EVERY_S = 5.0
 CLIENT_CONNECTIONS = 64
-
-
-def _hand_offsets(engine: Engine, bootstrap: str, consumer: str) -> bool:
-    """When `consumer` has no offsets but the read models are built: the end of every topic
-    (the seeded history is in the read models), so the projector goes on from there."""
-    with engine.begin() as connection:
-        if connection.execute(
-            text("SELECT count(*) FROM projection_offsets WHERE consumer = :c"), {"c": consumer}
-        ).scalar_one():
-            return False
-        connection.execute(
-            text(
-                "INSERT INTO projection_offsets (consumer, topic, partition, next_offset) "
-                "VALUES (:c, :t, :p, :o)"
-            ),
-            [
-                {"c": consumer, "t": topic, "p": partition, "o": end}
-                for (topic, partition), end in partition_ends(bootstrap).items()
-            ],
-        )
-    return True
 
 
 def _hand_stage_offsets(bootstrap: str) -> list[str]:
@@ -141,7 +120,7 @@ async def _writes(client, producer: Producer, duration_s: float) -> dict[str, _T
     while time.perf_counter() < until:
         began = time.perf_counter()
         camera = f"bench-load-{n % 4}"
-        image = live_image(camera, seed=n)
+        image = live_image(camera, seed=random.getrandbits(64))  # a new image every time
         producer.produce(ENRICHMENTS.name, ENRICHMENTS.encode(image), key=camera.encode())
         producer.flush(10)
         requeue = partial(client.post, "/api/dlq/requeue/dlq:detection_queue")
@@ -177,11 +156,9 @@ async def _run(base: str, bootstrap: str, requests, rate, duration_s) -> dict[st
 def main(state_dir: Path, detections: int, rate: float, duration_s: float) -> dict[str, Any]:
     stack = start_stack(state_dir)
     try:
-        settings = stack.settings()
         engine = make_engine(stack.database_url)
         try:
             seeding = seed_read_models(stack, engine, detections)
-            handed = _hand_offsets(engine, stack.kafka_bootstrap, settings.projector_group)
             stages = _hand_stage_offsets(stack.kafka_bootstrap)
             requests = list(cases(engine).values())
         finally:
@@ -192,7 +169,7 @@ def main(state_dir: Path, detections: int, rate: float, duration_s: float) -> di
         wait_answering(base + "/api/system/health")
         measured = asyncio.run(_run(base, stack.kafka_bootstrap, requests, rate, duration_s))
         report = {
-            "seeding": seeding, "offsets_handed_to_projector": handed,
+            "seeding": seeding,
             "offsets_handed_to_stages": stages,
             "api_workers": API_WORKERS, "rate_per_s": rate, "duration_s": duration_s,
             **measured,
