@@ -6,10 +6,10 @@ nothing; the runner's offset tracking makes replays exact on top of that.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Executable, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -120,42 +120,22 @@ def detections_produced_many(events: Sequence[DetectionsProduced], session: Sess
             ).returning(Image.image_id)
         ).scalars()
     )
-    # A reprocess job of the same model and version may have written these rows first: they
-    # are the image's own.
-    insert_rows(
-        session,
-        lambda rows: (
-            insert(DetectionRow)
-            .values(rows)
-            .on_conflict_do_update(
+    rows = [
+        row
+        for event in first
+        if event.image_id in claimed
+        for row in _detection_rows(event, reprocessed=False)
+    ]
+    if rows:
+        # A reprocess job of the same model and version may have written these rows first:
+        # they are the image's own.
+        session.execute(
+            insert(DetectionRow).on_conflict_do_update(
                 constraint="uq_detections_image_id_model_name_model_version_position",
                 set_={"reprocessed": False},
-            )
-        ),
-        (_detection_rows(event, reprocessed=False) for event in first if event.image_id in claimed),
-    )
-
-
-# Rows per multi-row INSERT: 1000 rows of about 20 columns stay well under the 65,535
-# parameters a Postgres statement takes.
-ROWS_PER_STATEMENT = 1000
-
-
-def insert_rows(
-    session: Session, statement: Callable[[list[dict]], Executable], groups: Iterable[list[dict]]
-) -> None:
-    """Insert the rows of `groups` with multi-row statements (`statement(rows)`) of at most
-    ROWS_PER_STATEMENT rows, a group's rows always in one statement: the read_counts
-    triggers count an image's detections once per statement. (An executemany would be a
-    statement per row, and fire the triggers per row.)"""
-    chunk: list[dict] = []
-    for group in groups:
-        if chunk and len(chunk) + len(group) > ROWS_PER_STATEMENT:
-            session.execute(statement(chunk))
-            chunk = []
-        chunk.extend(group)
-    if chunk:
-        session.execute(statement(chunk))
+            ),
+            rows,
+        )
 
 
 def _detection_rows(
@@ -191,11 +171,11 @@ def _detection_rows(
 def detections_reprocessed(event: DetectionsReprocessed, session: Session) -> None:
     """Another model's detections beside the image's own (a model and version's rows are
     written once), and the job's item done."""
-    insert_rows(
-        session,
-        lambda rows: insert(DetectionRow).values(rows).on_conflict_do_nothing(),
-        [_detection_rows(event, reprocessed=True)],
-    )
+    if event.detections:
+        session.execute(
+            insert(DetectionRow).on_conflict_do_nothing(),
+            _detection_rows(event, reprocessed=True),
+        )
     _item_done(event.job_id, event.image_id, event.occurred_at, session)
 
 
@@ -342,11 +322,13 @@ def _enrichment_values(
 def detections_enriched_many(events: Sequence[DetectionsEnriched], session: Session) -> None:
     # The schema holds model_name, model_version and latency_ms set whenever there are
     # enrichments: a message without them never reaches a handler.
-    insert_rows(
-        session,
-        lambda rows: insert(EnrichmentRow).values(rows).on_conflict_do_nothing(),
-        ([_enrichment_values(e, event) for e in event.enrichments] for event in events),
-    )
+    rows = [
+        _enrichment_values(enrichment, event)
+        for event in events
+        for enrichment in event.enrichments
+    ]
+    if rows:
+        session.execute(insert(EnrichmentRow).on_conflict_do_nothing(), rows)
 
 
 def enrichment_reprocessed(event: EnrichmentReprocessed, session: Session) -> None:

@@ -41,13 +41,15 @@ def _rollup(kind: str, label: str, at: str, rows: str, sign: str) -> str:
 
 
 def _images(rows: str, sign: str) -> str:
-    """The same for the images detected (kind 'detected_image', no label): an image's rows
-    of one model and version are written, and deleted, by one statement."""
+    """The same for the images detected (kind 'detected_image', no label): an image is
+    counted by its first detection's row (position 0), whichever statement writes it (the
+    projector writes rows with an executemany: a statement per row)."""
     return f"""
     INSERT INTO read_counts AS c ({KEY}, n, confidence_sum, latency_n, latency_sum)
     SELECT 'detected_image', model_name, coalesce(model_version, ''), camera_id, '',
-           (detected_at AT TIME ZONE 'UTC')::date, {sign}count(DISTINCT image_id), 0, 0, 0
+           (detected_at AT TIME ZONE 'UTC')::date, {sign}count(*), 0, 0, 0
     FROM {rows}
+    WHERE position = 0
     GROUP BY 2, 3, 4, 5, 6
     ORDER BY 2, 3, 4, 5, 6
     ON CONFLICT ({KEY}) DO UPDATE SET n = c.n + excluded.n;"""
