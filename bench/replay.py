@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from bench.seed import publish
 from projections.db import make_engine, migrate
-from projections.runner import Projector
+from projections.runner import Projector, settle_heap
 from projections.tables import ProjectionOffset
 from schemas.codec import decode
 from schemas.topics import EVENT_TOPICS
@@ -107,6 +107,7 @@ def project(
     offsets reach `ends`."""
     consumer = consumer or f"bench-replay-{uuid.uuid4().hex[:8]}"
     projector = Projector(engine, bootstrap, consumer_name=consumer)
+    settle_heap()  # as the projector's process does
     stop = threading.Event()
     thread = threading.Thread(target=projector.run, args=(stop,), name="projector")
     started = time.perf_counter()

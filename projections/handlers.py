@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from projections.bulk import Unnest
 from projections.jobs import JOB_HANDLERS
 from projections.retention import retention_applied
 from projections.tables import (
@@ -65,59 +66,84 @@ def _first_per_image(events: Sequence[Any]) -> list[Any]:
     return list(first.values())
 
 
+def _excluded(columns: Sequence[str]) -> str:
+    return ", ".join(f"{column} = excluded.{column}" for column in columns)
+
+
+_IMAGES_RECEIVED = Unnest(
+    Image.__table__,
+    ("image_id", "status", *_RECEIVED),
+    f"ON CONFLICT (image_id) DO UPDATE SET {_excluded(_RECEIVED)} WHERE images.received_at IS NULL",
+)
+
+
 def images_received(events: Sequence[ImageReceived], session: Session) -> None:
     """A row per image with its file facts; a row a detection made first (without them) is
     filled in, its status kept."""
-    rows = [
-        {
-            "image_id": event.image_id,
-            "status": "received",
-            "camera_id": event.camera_id,
-            "file_path": event.file_path,
-            "sha256": event.sha256,
-            "size_bytes": event.size_bytes,
-            "file_modified_at": event.file_modified_at,
-            "received_at": event.occurred_at,
-        }
-        for event in _first_per_image(events)
-    ]
-    statement = insert(Image).values(rows)
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[Image.image_id],
-            set_={column: statement.excluded[column] for column in _RECEIVED},
-            where=Image.received_at.is_(None),
-        )
+    _IMAGES_RECEIVED.execute(
+        session,
+        [
+            {
+                "image_id": event.image_id,
+                "status": "received",
+                "camera_id": event.camera_id,
+                "file_path": event.file_path,
+                "sha256": event.sha256,
+                "size_bytes": event.size_bytes,
+                "file_modified_at": event.file_modified_at,
+                "received_at": event.occurred_at,
+            }
+            for event in _first_per_image(events)
+        ],
     )
+
+
+# Claims an image's detection: the images it returns had not got one.
+_IMAGES_DETECTED = Unnest(
+    Image.__table__,
+    ("image_id", "camera_id", "file_path", *_DETECTED),
+    f"ON CONFLICT (image_id) DO UPDATE SET {_excluded(_DETECTED)} "
+    "WHERE images.detected_at IS NULL RETURNING image_id",
+)
+_DETECTION_COLUMNS = (
+    "image_id", "position", "camera_id", "file_path", "label", "class_id", "confidence",
+    "x1", "y1", "x2", "y2", "image_width", "image_height", "model_name", "model_version",
+    "latency_ms", "detected_at", "created_at", "reprocessed",
+)  # fmt: skip
+# A reprocess job of the same model and version may have written an image's own rows first.
+_DETECTIONS_OWN = Unnest(
+    DetectionRow.__table__,
+    _DETECTION_COLUMNS,
+    "ON CONFLICT ON CONSTRAINT uq_detections_image_id_model_name_model_version_position "
+    "DO UPDATE SET reprocessed = false",
+)
+# Another model's rows are written once.
+_DETECTIONS_REPROCESSED = Unnest(
+    DetectionRow.__table__, _DETECTION_COLUMNS, "ON CONFLICT DO NOTHING"
+)
 
 
 def detections_produced_many(events: Sequence[DetectionsProduced], session: Session) -> None:
     """Each image detected once: its row claims the detection (a duplicate
     DetectionsProduced finds it claimed and adds nothing), and its detection rows follow."""
     first = _first_per_image(events)
-    statement = insert(Image).values(
-        [
-            {
-                "image_id": event.image_id,
-                "camera_id": event.camera_id,
-                "file_path": event.file_path,
-                "status": "detected",
-                "width": event.image_width,
-                "height": event.image_height,
-                "detection_count": len(event.detections),
-                "detected_at": event.occurred_at,
-                "error": None,
-            }
-            for event in first
-        ]
-    )
     claimed = set(
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[Image.image_id],
-                set_={column: statement.excluded[column] for column in _DETECTED},
-                where=Image.detected_at.is_(None),
-            ).returning(Image.image_id)
+        _IMAGES_DETECTED.execute(
+            session,
+            [
+                {
+                    "image_id": event.image_id,
+                    "camera_id": event.camera_id,
+                    "file_path": event.file_path,
+                    "status": "detected",
+                    "width": event.image_width,
+                    "height": event.image_height,
+                    "detection_count": len(event.detections),
+                    "detected_at": event.occurred_at,
+                    "error": None,
+                }
+                for event in first
+            ],
         ).scalars()
     )
     rows = [
@@ -127,15 +153,7 @@ def detections_produced_many(events: Sequence[DetectionsProduced], session: Sess
         for row in _detection_rows(event, reprocessed=False)
     ]
     if rows:
-        # A reprocess job of the same model and version may have written these rows first:
-        # they are the image's own.
-        session.execute(
-            insert(DetectionRow).on_conflict_do_update(
-                constraint="uq_detections_image_id_model_name_model_version_position",
-                set_={"reprocessed": False},
-            ),
-            rows,
-        )
+        _DETECTIONS_OWN.execute(session, rows)
 
 
 def _detection_rows(
@@ -172,10 +190,7 @@ def detections_reprocessed(event: DetectionsReprocessed, session: Session) -> No
     """Another model's detections beside the image's own (a model and version's rows are
     written once), and the job's item done."""
     if event.detections:
-        session.execute(
-            insert(DetectionRow).on_conflict_do_nothing(),
-            _detection_rows(event, reprocessed=True),
-        )
+        _DETECTIONS_REPROCESSED.execute(session, _detection_rows(event, reprocessed=True))
     _item_done(event.job_id, event.image_id, event.occurred_at, session)
 
 
@@ -319,6 +334,15 @@ def _enrichment_values(
     }
 
 
+_ENRICHMENTS = Unnest(
+    EnrichmentRow.__table__,
+    ("source_event_id", "image_id", "position", "camera_id", "detection_type", "model_name",
+     "model_version", "description", "attributes", "confidence", "latency_ms", "reprocessed",
+     "created_at"),
+    "ON CONFLICT DO NOTHING",
+)  # fmt: skip
+
+
 def detections_enriched_many(events: Sequence[DetectionsEnriched], session: Session) -> None:
     # The schema holds model_name, model_version and latency_ms set whenever there are
     # enrichments: a message without them never reaches a handler.
@@ -328,40 +352,43 @@ def detections_enriched_many(events: Sequence[DetectionsEnriched], session: Sess
         for enrichment in event.enrichments
     ]
     if rows:
-        session.execute(insert(EnrichmentRow).on_conflict_do_nothing(), rows)
+        _ENRICHMENTS.execute(session, rows)
 
 
 def enrichment_reprocessed(event: EnrichmentReprocessed, session: Session) -> None:
-    session.execute(
-        insert(EnrichmentRow)
-        .values(_enrichment_values(event.enrichment, event))
-        .on_conflict_do_nothing()
+    _ENRICHMENTS.execute(session, [_enrichment_values(event.enrichment, event)])
+
+
+_BATCHES_OPENED = Unnest(
+    BatchRow.__table__,
+    ("batch_id", "camera_id", "status", "detection_count", "started_at", "last_activity_at"),
+    "ON CONFLICT DO NOTHING",
+)
+
+
+def batches_opened(events: Sequence[BatchOpened], session: Session) -> None:
+    _BATCHES_OPENED.execute(
+        session,
+        [
+            {
+                "batch_id": event.batch_id,
+                "camera_id": event.camera_id,
+                "status": "aggregating",
+                "detection_count": 0,
+                "started_at": event.started_at,
+                "last_activity_at": event.started_at,
+            }
+            for event in events
+        ],
     )
 
 
-def batch_opened(event: BatchOpened, session: Session) -> None:
-    session.execute(
-        insert(BatchRow)
-        .values(
-            batch_id=event.batch_id,
-            camera_id=event.camera_id,
-            status="aggregating",
-            detection_count=0,
-            started_at=event.started_at,
-            last_activity_at=event.started_at,
-        )
-        .on_conflict_do_nothing()
-    )
-
-
-_PROGRESS = (
-    update(BatchRow.__table__)
-    .where(
-        BatchRow.batch_id == bindparam("b_batch_id"),
-        BatchRow.status == "aggregating",
-        BatchRow.detection_count < bindparam("b_count"),
-    )
-    .values(detection_count=bindparam("b_count"), last_activity_at=bindparam("b_at"))
+_PROGRESS = text(
+    "UPDATE batches SET detection_count = u.count, last_activity_at = u.at "
+    "FROM unnest(CAST(:batch_ids AS VARCHAR(64)[]), CAST(:counts AS INTEGER[]), "
+    "CAST(:ats AS TIMESTAMP WITH TIME ZONE[])) AS u(batch_id, count, at) "
+    "WHERE batches.batch_id = u.batch_id AND batches.status = 'aggregating' "
+    "AND batches.detection_count < u.count"
 )
 
 
@@ -374,105 +401,140 @@ def detections_batched_many(events: Sequence[DetectionsBatched], session: Sessio
         seen = latest.get(event.batch_id)
         if seen is None or event.detection_count > seen.detection_count:
             latest[event.batch_id] = event
-    session.connection().execute(
+    session.execute(
         _PROGRESS,
+        {
+            "batch_ids": list(latest),
+            "counts": [e.detection_count for e in latest.values()],
+            "ats": [e.last_activity_at for e in latest.values()],
+        },
+    )
+
+
+_BATCH_MEMBERS = Unnest(
+    BatchMember.__table__, ("batch_id", "image_id", "position"), "ON CONFLICT DO NOTHING"
+)
+
+
+_CLOSED = ("detection_count", "last_activity_at", "completed_at", "trigger")
+_BATCHES_CLOSED = Unnest(
+    BatchRow.__table__,
+    ("batch_id", "camera_id", "status", "started_at", *_CLOSED),
+    f"ON CONFLICT (batch_id) DO UPDATE SET status = 'completed', {_excluded(_CLOSED)} "
+    "WHERE batches.status = 'aggregating'",
+)
+# A batch's event may have been projected first (another topic): it is linked when it closes.
+_LINK_EVENTS = text(
+    "UPDATE batches SET event_id = events.id FROM events "
+    "WHERE batches.batch_id = ANY(CAST(:batch_ids AS TEXT[])) "
+    "AND events.batch_id = batches.batch_id AND batches.event_id IS NULL"
+)
+
+
+def batches_closed(events: Sequence[BatchClosed], session: Session) -> None:
+    """Each batch completed by its first BatchClosed (a later one finds it completed), with
+    its members."""
+    first: dict[str, BatchClosed] = {}
+    for event in events:
+        first.setdefault(event.batch_id, event)
+    _BATCHES_CLOSED.execute(
+        session,
         [
-            {"b_batch_id": e.batch_id, "b_count": e.detection_count, "b_at": e.last_activity_at}
-            for e in latest.values()
+            {
+                "batch_id": event.batch_id,
+                "camera_id": event.camera_id,
+                "status": "completed",
+                "started_at": event.started_at,
+                "detection_count": len(event.detections),
+                "last_activity_at": event.last_activity_at,
+                "completed_at": event.closed_at,
+                "trigger": event.trigger,
+            }
+            for event in first.values()
+        ],
+    )
+    session.execute(_LINK_EVENTS, {"batch_ids": list(first)})
+    _BATCH_MEMBERS.execute(
+        session,
+        [
+            {"batch_id": event.batch_id, "image_id": d.image_id, "position": d.position}
+            for event in events
+            for d in event.detections
         ],
     )
 
 
-def batch_closed(event: BatchClosed, session: Session) -> None:
-    closed = {
-        "detection_count": len(event.detections),
-        "last_activity_at": event.last_activity_at,
-        "completed_at": event.closed_at,
-        "trigger": event.trigger,
-    }
-    session.execute(
-        insert(BatchRow)
-        .values(
-            batch_id=event.batch_id,
-            camera_id=event.camera_id,
-            status="completed",
-            started_at=event.started_at,
-            **closed,
-        )
-        .on_conflict_do_update(
-            index_elements=[BatchRow.batch_id],
-            set_={"status": "completed", **closed},
-            where=BatchRow.status == "aggregating",
-        )
-    )
-    # The event may have been projected first (another topic): link it now.
-    session.execute(
-        update(BatchRow)
-        .where(BatchRow.batch_id == event.batch_id, BatchRow.event_id.is_(None))
-        .values(
-            event_id=select(SecurityEventRow.id)
-            .where(SecurityEventRow.batch_id == event.batch_id)
-            .scalar_subquery()
-        )
-    )
-    if event.detections:
-        session.execute(
-            insert(BatchMember).on_conflict_do_nothing(),
-            [
-                {"batch_id": event.batch_id, "image_id": d.image_id, "position": d.position}
-                for d in event.detections
-            ],
-        )
+_ANALYSIS = ("analysis_version", "risk_score", "risk_level", "summary", "reasoning",
+             "prompt_version", "audit_id")  # fmt: skip
+_ANALYSES = Unnest(
+    EventAnalysisRow.__table__,
+    ("batch_id", "created_at", "job_id", *_ANALYSIS),
+    "ON CONFLICT DO NOTHING",
+)
+_LATEST = (*_ANALYSIS, "model_name", "model_version", "updated_at")
+# A batch's event carries its newest analysis; the ids of the events inserted or moved on.
+_EVENTS = Unnest(
+    SecurityEventRow.__table__,
+    ("batch_id", "camera_id", "started_at", "ended_at", "detection_count", "created_at",
+     *_LATEST),
+    f"ON CONFLICT (batch_id) DO UPDATE SET {_excluded(_LATEST)} "
+    "WHERE events.analysis_version < excluded.analysis_version RETURNING id, batch_id",
+)  # fmt: skip
+_EVENTS_LINKED = text(
+    "UPDATE batches SET event_id = u.id, status = 'completed', error = NULL "
+    "FROM unnest(CAST(:ids AS BIGINT[]), CAST(:batch_ids AS TEXT[])) AS u(id, batch_id) "
+    "WHERE batches.batch_id = u.batch_id"
+)
 
 
-def security_event_recorded(event: SecurityEventRecorded, session: Session) -> None:
-    analysis = {
-        "analysis_version": event.analysis_version,
-        "risk_score": event.risk_score,
-        "risk_level": event.risk_level,
-        "summary": event.summary,
-        "reasoning": event.reasoning,
-        "prompt_version": event.prompt_version,
-        "audit_id": event.audit_id,
-    }
-    session.execute(
-        insert(EventAnalysisRow)
-        .values(
-            batch_id=event.batch_id, created_at=event.occurred_at, job_id=event.job_id, **analysis
-        )
-        .on_conflict_do_nothing()
+def security_events_recorded(events: Sequence[SecurityEventRecorded], session: Session) -> None:
+    """Every analysis kept; each batch's event made by its first SecurityEventRecorded and
+    moved on to its newest analysis version (the first event of that version: applying
+    them in turn gives the same row), and linked to its batch."""
+    _ANALYSES.execute(
+        session,
+        [
+            {
+                "batch_id": event.batch_id,
+                "created_at": event.occurred_at,
+                "job_id": event.job_id,
+                **{name: getattr(event, name) for name in _ANALYSIS},
+            }
+            for event in events
+        ],
     )
-    if event.job_id is not None:
-        _item_done(event.job_id, event.batch_id, event.occurred_at, session)
-    latest = {
-        **analysis,
-        "model_name": event.model_name,
-        "model_version": event.model_version,
-        "updated_at": event.occurred_at,
-    }
-    event_id = session.execute(
-        insert(SecurityEventRow)
-        .values(
-            batch_id=event.batch_id,
-            camera_id=event.camera_id,
-            started_at=event.started_at,
-            ended_at=event.ended_at,
-            detection_count=event.detection_count,
-            created_at=event.occurred_at,
-            **latest,
-        )
-        .on_conflict_do_update(
-            index_elements=[SecurityEventRow.batch_id],
-            set_=latest,
-            where=SecurityEventRow.analysis_version < event.analysis_version,
-        )
-        .returning(SecurityEventRow.id)
-    ).scalar()
-    if event_id is not None:
+    for event in events:
+        if event.job_id is not None:
+            _item_done(event.job_id, event.batch_id, event.occurred_at, session)
+    first: dict[str, SecurityEventRecorded] = {}
+    newest: dict[str, SecurityEventRecorded] = {}
+    for event in events:
+        first.setdefault(event.batch_id, event)
+        seen = newest.get(event.batch_id)
+        if seen is None or event.analysis_version > seen.analysis_version:
+            newest[event.batch_id] = event
+    moved = _EVENTS.execute(
+        session,
+        [
+            {
+                "batch_id": batch_id,
+                "camera_id": opened.camera_id,
+                "started_at": opened.started_at,
+                "ended_at": opened.ended_at,
+                "detection_count": opened.detection_count,
+                "created_at": opened.occurred_at,
+                **{name: getattr(newest[batch_id], name) for name in _ANALYSIS},
+                "model_name": newest[batch_id].model_name,
+                "model_version": newest[batch_id].model_version,
+                "updated_at": newest[batch_id].occurred_at,
+            }
+            for batch_id, opened in first.items()
+        ],
+    ).all()
+    if moved:
         session.execute(
-            update(BatchRow)
-            .where(BatchRow.batch_id == event.batch_id)
-            .values(event_id=event_id, status="completed", error=None)
+            _EVENTS_LINKED,
+            {"ids": [row.id for row in moved], "batch_ids": [row.batch_id for row in moved]},
         )
 
 
@@ -551,27 +613,25 @@ def prompt_tested(event: PromptTested, session: Session) -> None:
     )
 
 
-def model_call_audited(event: ModelCallAudited, session: Session) -> None:
-    session.execute(
-        insert(AuditRow)
-        .values(
-            audit_id=event.audit_id,
-            model_name=event.model_name,
-            model_version=event.model_version,
-            camera_id=event.camera_id,
-            batch_id=event.batch_id,
-            prompt_version=event.prompt_version,
-            input_summary=event.input_summary,
-            raw_output=event.raw_output,
-            tokens_in=event.tokens_in,
-            tokens_out=event.tokens_out,
-            latency_ms=event.latency_ms,
-            outcome=event.outcome,
-            error=event.error,
-            attempt=event.attempt,
-            created_at=event.occurred_at,
-        )
-        .on_conflict_do_nothing(index_elements=[AuditRow.audit_id])
+_AUDITS = Unnest(
+    AuditRow.__table__,
+    ("audit_id", "model_name", "model_version", "camera_id", "batch_id", "prompt_version",
+     "input_summary", "raw_output", "tokens_in", "tokens_out", "latency_ms", "outcome", "error",
+     "attempt", "created_at"),
+    "ON CONFLICT (audit_id) DO NOTHING",
+)  # fmt: skip
+
+
+def model_calls_audited(events: Sequence[ModelCallAudited], session: Session) -> None:
+    _AUDITS.execute(
+        session,
+        [
+            {
+                **{name: getattr(event, name) for name in _AUDITS.columns if name != "created_at"},
+                "created_at": event.occurred_at,
+            }
+            for event in events
+        ],
     )
 
 
@@ -618,6 +678,10 @@ RUN_HANDLERS: dict[type, RunHandler] = {
     DetectionsProduced: detections_produced_many,
     DetectionsEnriched: detections_enriched_many,
     DetectionsBatched: detections_batched_many,
+    BatchOpened: batches_opened,
+    BatchClosed: batches_closed,
+    SecurityEventRecorded: security_events_recorded,
+    ModelCallAudited: model_calls_audited,
 }
 
 
@@ -639,10 +703,6 @@ HANDLERS: dict[type, list[Handler]] = {
     DeadLetterRequeued: [dead_letter_requeued],
     DeadLettersCleared: [dead_letters_cleared],
     EnrichmentReprocessed: [enrichment_reprocessed],
-    BatchOpened: [batch_opened],
-    BatchClosed: [batch_closed],
-    SecurityEventRecorded: [security_event_recorded],
-    ModelCallAudited: [model_call_audited],
     PromptReplayed: [prompt_replayed],
     EventEvaluated: [event_evaluated],
     PromptTested: [prompt_tested],

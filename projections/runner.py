@@ -8,6 +8,7 @@ committed to Kafka afterwards, only so that lag tooling can see them.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -30,6 +31,16 @@ from schemas.reading import take
 from schemas.topics import EVENT_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
+
+
+def settle_heap() -> None:
+    """Take what is alive now (modules, mappers, schemas: long-lived, in the hundreds of
+    thousands) out of the garbage collector's walks, which every oldest-generation
+    collection made over all of it: the collector took 2.4 s of a 20.6 s replay of 100k
+    seeded detections, 0.6 s of 18.4 s after this. For the projector's process, once set
+    up."""
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass

@@ -54,7 +54,7 @@ def worker() -> None:
 def projector() -> None:
     """Project the topics into the Postgres read models until stopped."""
     from projections.db import make_engine
-    from projections.runner import Projector
+    from projections.runner import Projector, settle_heap
 
     _logging()
     settings = get_settings()
@@ -67,6 +67,7 @@ def projector() -> None:
         consumer_name=settings.projector_group,
         session_timeout_s=settings.projector_session_timeout_s,
     )
+    settle_heap()
     runner.run(stop)
 
 

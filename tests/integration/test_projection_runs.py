@@ -21,9 +21,12 @@ TABLES = {
     "enrichments": "source_event_id, image_id, position, detection_type, description, "
     "confidence, created_at",
     "batches": "batch_id, camera_id, status, started_at, completed_at, detection_count, "
-    "last_activity_at, trigger",
+    "last_activity_at, trigger, event_id IS NOT NULL, error",
     "batch_detections": "batch_id, image_id, position",
-    "events": "batch_id, analysis_version, risk_score",
+    "events": "batch_id, camera_id, analysis_version, risk_score, risk_level, summary, "
+    "prompt_version, audit_id, started_at, ended_at, detection_count, created_at, updated_at",
+    "event_analyses": "batch_id, analysis_version, risk_score, summary, audit_id, created_at",
+    "ai_audit": "audit_id, model_name, batch_id, tokens_in, tokens_out, outcome, created_at",
 }
 
 
@@ -67,3 +70,4 @@ def test_runs_and_records_one_at_a_time_give_the_same_read_models(own_stack):
     assert got == want
     assert len(want["detections"]) >= 1000
     assert any(batch[2] == "aggregating" for batch in want["batches"])
+    assert any(event[2] > 1 for event in want["events"])  # events moved on to a new version
