@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.images import ImageLinks
 from api.models import EventDetail, JobStatusOut
 from api.queries.events import shown_events
 from api.queries.jobs import shown_jobs
@@ -122,10 +123,12 @@ def job_message(job: JobStatusOut) -> dict[str, Any]:
 ShownEvents = Callable[[Sequence[SecurityEventRecorded]], list[EventDetail | None]]
 
 
-def read_model_lookup(sessions: sessionmaker[Session]) -> ShownEvents:
+def read_model_lookup(sessions: sessionmaker[Session], links: ImageLinks) -> ShownEvents:
     def shown(recorded: Sequence[SecurityEventRecorded]) -> list[EventDetail | None]:
         with sessions() as session:
-            return shown_events(session, [(e.batch_id, e.analysis_version) for e in recorded])
+            return shown_events(
+                session, [(e.batch_id, e.analysis_version) for e in recorded], links
+            )
 
     return shown
 

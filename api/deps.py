@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from api.images import ImageLinks
 from api.services import Services
 from vigil.settings import Settings
 
@@ -20,6 +21,10 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+async def get_image_links(request: Request) -> ImageLinks:
+    return request.app.state.services.image_links
+
+
 def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterator[Session]:
     with services.sessions() as session:
         yield session
@@ -28,3 +33,4 @@ def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterato
 ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
+ImageLinksDep = Annotated[ImageLinks, Depends(get_image_links)]

@@ -55,6 +55,11 @@ class Unauthorized(ApiError):
     """No API key, or not one of the configured ones."""
 
 
+class Forbidden(ApiError):
+    """A signed URL whose signature does not match, or that has expired; a file the API
+    will not serve."""
+
+
 class NotYetVisible(ApiError):
     """Done on Kafka; the read model does not show it yet. Carries the outcome to answer."""
 
@@ -73,6 +78,7 @@ def invalid_query(param: str, message: str, kind: str) -> HTTPException:
 STATUS_CODES: dict[type[ApiError], int] = {
     NotYetVisible: 202,
     Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     Gone: 410,

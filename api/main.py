@@ -14,7 +14,18 @@ from api import errors
 from api.broadcast import JobFeed, SecurityEventFeed, job_lookup, read_model_lookup
 from api.health_monitor import HealthMonitor
 from api.queries.health import check_all
-from api.routes import ai_audit, batches, detections, dlq, enrichment, events, jobs, system, ws
+from api.routes import (
+    ai_audit,
+    batches,
+    detections,
+    dlq,
+    enrichment,
+    events,
+    images,
+    jobs,
+    system,
+    ws,
+)
 from api.services import Services
 from api.text_input import storable_text
 from vigil.settings import Settings, get_settings
@@ -29,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         feed = app.state.event_feed = SecurityEventFeed(
             settings.kafka_bootstrap_servers,
             services.broadcaster,
-            read_model_lookup(services.sessions),
+            read_model_lookup(services.sessions, services.image_links),
             partition_check_s=settings.ws_partition_check_s,
             read_model_wait_s=settings.ws_read_model_wait_s,
         )
@@ -67,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         system.read,
         system.write,
         detections.read,
+        images.read,
         events.read,
         batches.read,
         batches.write,

@@ -43,6 +43,10 @@ class DetectionOut(BaseModel):
     latency_ms: float
     detected_at: datetime
     created_at: datetime
+    # The image and the image with its detections drawn (signed, expiring URLs once API
+    # keys are configured).
+    image_url: str
+    annotated_image_url: str
 
 
 class DetectionList(BaseModel):

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.broadcast import Broadcaster
 from api.commands import CommandSender
+from api.images import ImageLinks
 from projections.db import make_engine, make_sessionmaker
 from vigil.settings import Settings
 
@@ -23,6 +24,7 @@ class Services:
     commands: CommandSender
     broadcaster: Broadcaster
     job_broadcaster: Broadcaster
+    image_links: ImageLinks
     # How long a write waits for the read model to show its outcome before answering 202.
     read_your_writes_wait_s: float
 
@@ -41,6 +43,7 @@ class Services:
             ),
             broadcaster=Broadcaster(queue_size=settings.ws_client_queue_size),
             job_broadcaster=Broadcaster(queue_size=settings.ws_client_queue_size),
+            image_links=ImageLinks.from_settings(settings),
             read_your_writes_wait_s=settings.read_your_writes_wait_s,
         )
 

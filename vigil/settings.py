@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     # SHA-256 hex digests of the API keys, comma-separated (`vigil apikey` makes one).
     # Empty: no key is asked for. Set: every mutating endpoint needs X-API-Key.
     api_key_hashes: str = ""
+    # Signs the images' URLs (HMAC-SHA256) once API keys are configured; empty: a secret made
+    # once and kept in DATA_DIR. A signed URL works for this long (rounded up to 5 minutes).
+    image_url_secret: str = ""
+    image_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 86400)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # Processes serving the API, each with its own event loop, database pool and feeds (the

@@ -9,6 +9,7 @@ from functools import partial
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
+from api.images import ImageLinks
 from api.models import BoundingBoxOut, DetectionOut
 from api.queries.counts import rollup_count
 from projections.tables import DetectionRow
@@ -43,7 +44,7 @@ def _filtered(query: Select, f: DetectionFilter) -> Select:
     return query
 
 
-def to_out(row: DetectionRow) -> DetectionOut:
+def to_out(row: DetectionRow, links: ImageLinks) -> DetectionOut:
     return DetectionOut(
         id=row.id,
         image_id=row.image_id,
@@ -60,6 +61,8 @@ def to_out(row: DetectionRow) -> DetectionOut:
         latency_ms=row.latency_ms,
         detected_at=row.detected_at,
         created_at=row.created_at,
+        image_url=links.url(row.image_id, "original"),
+        annotated_image_url=links.url(row.image_id, "annotated"),
     )
 
 
@@ -91,7 +94,7 @@ def count_detections(session: Session, f: DetectionFilter) -> int:
 
 
 def list_detections(
-    session: Session, f: DetectionFilter, limit: int, offset: int
+    session: Session, f: DetectionFilter, limit: int, offset: int, links: ImageLinks
 ) -> tuple[list[DetectionOut], int]:
     total = count_detections(session, f)
     rows = session.scalars(
@@ -100,9 +103,9 @@ def list_detections(
         .limit(limit)
         .offset(offset)
     )
-    return [to_out(row) for row in rows], total
+    return [to_out(row, links) for row in rows], total
 
 
-def get_detection(session: Session, detection_id: int) -> DetectionOut | None:
+def get_detection(session: Session, detection_id: int, links: ImageLinks) -> DetectionOut | None:
     row = session.get(DetectionRow, detection_id)
-    return to_out(row) if row is not None else None
+    return to_out(row, links) if row is not None else None

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from api.images import ImageLinks
 from api.models import AnalysisOut, EnrichmentOut, EventDetail, EventDetectionOut, EventOut
 from api.queries.batches import get_batch_out
 from api.queries.detections import to_out as detection_out
@@ -61,7 +62,9 @@ def list_events(
     return [EventOut.model_validate(row) for row in rows], total
 
 
-def _detections(session: Session, event_id: int, batch_id: str) -> list[EventDetectionOut]:
+def _detections(
+    session: Session, event_id: int, batch_id: str, links: ImageLinks
+) -> list[EventDetectionOut]:
     rows = session.scalars(
         select(DetectionRow)
         .join(BatchMember, own_detection(BatchMember.image_id, BatchMember.position))
@@ -72,12 +75,12 @@ def _detections(session: Session, event_id: int, batch_id: str) -> list[EventDet
     for enrichment in list_enrichments(session, EnrichmentFilter(event_id=event_id))[0]:
         enrichments[enrichment.detection_id].append(enrichment)
     return [
-        EventDetectionOut(**detection_out(row).model_dump(), enrichments=enrichments[row.id])
+        EventDetectionOut(**detection_out(row, links).model_dump(), enrichments=enrichments[row.id])
         for row in rows
     ]
 
 
-def get_event(session: Session, event_id: int) -> EventDetail | None:
+def get_event(session: Session, event_id: int, links: ImageLinks) -> EventDetail | None:
     row = session.get(SecurityEventRow, event_id)
     if row is None:
         return None
@@ -89,12 +92,14 @@ def get_event(session: Session, event_id: int) -> EventDetail | None:
     return EventDetail(
         **EventOut.model_validate(row).model_dump(),
         batch=get_batch_out(session, row.batch_id),
-        detections=_detections(session, row.id, row.batch_id),
+        detections=_detections(session, row.id, row.batch_id, links),
         analyses=[AnalysisOut.model_validate(a) for a in analyses],
     )
 
 
-def shown_events(session: Session, recorded: Sequence[tuple[str, int]]) -> list[EventDetail | None]:
+def shown_events(
+    session: Session, recorded: Sequence[tuple[str, int]], links: ImageLinks
+) -> list[EventDetail | None]:
     """For each (batch_id, analysis_version): the event as GET /api/events/{id} answers it,
     once the read model shows the batch's event at that analysis version or a later one;
     None until then.
@@ -119,6 +124,6 @@ def shown_events(session: Session, recorded: Sequence[tuple[str, int]]) -> list[
             answers.append(None)
             continue
         if event_id not in details:
-            details[event_id] = get_event(session, event_id)
+            details[event_id] = get_event(session, event_id, links)
         answers.append(details[event_id])
     return answers

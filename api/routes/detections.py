@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import ImageLinksDep, SessionDep, SettingsDep
 from api.errors import found
 from api.models import DetectionList, DetectionOut
 from api.pagination import DateRange, Pagination, row_id
@@ -17,6 +17,7 @@ read = APIRouter(prefix="/api/detections", tags=["detections"])
 def read_detections(
     session: SessionDep,
     settings: SettingsDep,
+    links: ImageLinksDep,
     page: Pagination,
     dates: DateRange,
     camera_id: str | None = None,
@@ -41,12 +42,12 @@ def read_detections(
         start_date=dates.start_date,
         end_date=dates.end_date,
     )
-    detections, total = list_detections(session, filters, page.limit, page.offset)
+    detections, total = list_detections(session, filters, page.limit, page.offset, links)
     return DetectionList(detections=detections, count=total, limit=page.limit, offset=page.offset)
 
 
 @read.get("/{detection_id}", response_model=DetectionOut)
 def read_detection(
-    session: SessionDep, detection_id: Annotated[int, row_id("detection")]
+    session: SessionDep, links: ImageLinksDep, detection_id: Annotated[int, row_id("detection")]
 ) -> DetectionOut:
-    return found(get_detection(session, detection_id), f"detection {detection_id}")
+    return found(get_detection(session, detection_id, links), f"detection {detection_id}")

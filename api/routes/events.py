@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import SessionDep
+from api.deps import ImageLinksDep, SessionDep
 from api.errors import found
 from api.models import EventDetail, EventList
 from api.pagination import DateRange, Pagination, row_id
@@ -35,7 +35,9 @@ def read_events(
 
 
 @read.get("/{event_id}", response_model=EventDetail)
-def read_event(session: SessionDep, event_id: Annotated[int, row_id("event")]) -> EventDetail:
+def read_event(
+    session: SessionDep, links: ImageLinksDep, event_id: Annotated[int, row_id("event")]
+) -> EventDetail:
     """The event with its batch, its detections (each with its enrichments) and every
     analysis version, newest first."""
-    return found(get_event(session, event_id), f"event {event_id}")
+    return found(get_event(session, event_id, links), f"event {event_id}")

@@ -42,6 +42,8 @@ class Stack:
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "DATABASE_URL": self.database_url,
             "TRITON_URL": self.triton_url,
+            # Exports and the image-URL secret stay with the stack, not in the working folder.
+            "DATA_DIR": str(self.state_dir / "data"),
             "PYTHONUNBUFFERED": "1",
         }
         env.update(overrides)
@@ -52,6 +54,7 @@ class Stack:
             "kafka_bootstrap_servers": self.kafka_bootstrap,
             "database_url": self.database_url,
             "triton_url": self.triton_url,
+            "data_dir": self.state_dir / "data",
         }
         return Settings(**{**services, **overrides})
 

@@ -39,7 +39,9 @@ def _routes(app: FastAPI) -> list[tuple[str, str]]:
 APP = create_app()
 ROUTES = _routes(APP)
 MUTATING = [(method, path) for method, path in ROUTES if method in MUTATING_METHODS]
-READING = [(method, path) for method, path in ROUTES if method == "GET"]
+# Camera images: reads that need the key, or a signed URL (tests/integration/api/test_images.py).
+IMAGES = [(method, path) for method, path in ROUTES if path.startswith("/api/images/")]
+READING = [(m, p) for m, p in ROUTES if m == "GET" and (m, p) not in IMAGES]
 MISSING = "missing X-API-Key header: this endpoint changes state and needs an API key"
 
 
@@ -95,6 +97,20 @@ def test_mutating_route_documents_the_key_and_its_401(method, path):
         "description": "Missing or invalid X-API-Key (once keys are configured)",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
     }
+
+
+@pytest.mark.parametrize(("method", "path"), IMAGES)
+def test_image_route_documents_the_key_and_its_401_and_403(method, path):
+    operation = _operation(method, path.replace(":path", ""))
+    assert _asks_for_the_key(operation)
+    assert {"401", "403"} <= set(operation["responses"])
+
+
+def test_the_image_routes_are_the_only_reads_with_a_key():
+    assert sorted(IMAGES) == [
+        ("GET", "/api/images/{image_id:path}"),
+        ("GET", "/api/images/{image_id}/annotated"),
+    ]
 
 
 @pytest.mark.parametrize(("method", "path"), READING)

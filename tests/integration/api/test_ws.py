@@ -29,6 +29,7 @@ from api.broadcast import (
     Subscription,
     read_model_lookup,
 )
+from api.images import ImageLinks
 from projections.db import make_sessionmaker
 from schemas.codec import encode
 from schemas.topics import SECURITY_EVENTS, producer_settings
@@ -228,7 +229,7 @@ async def _feed_on(bootstrap: str, shown: ShownEvents, **options: Any):
 
 
 def _over(engine) -> ShownEvents:
-    return read_model_lookup(make_sessionmaker(engine))
+    return read_model_lookup(make_sessionmaker(engine), ImageLinks(secret=None, ttl_s=3600))
 
 
 async def _pushed_for(subscription: Subscription, batch_id: str, timeout: float) -> dict:
