@@ -51,6 +51,7 @@ from schemas.jobs import (
 )
 from schemas.topics import JOBS, producer_settings
 from streams.retry import RetryPolicy
+from vigil.logs import KAFKA_LOG
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ class JobRunner:
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap_servers,
+                "logger": KAFKA_LOG,
                 "group.id": group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",

@@ -29,6 +29,7 @@ from schemas.codec import UndecodableMessage, decode
 from schemas.jobs import RetentionApplied
 from schemas.reading import take
 from schemas.topics import EVENT_TOPICS, TopicSpec
+from vigil.logs import KAFKA_LOG
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class Projector:
         self._consumer = Consumer(
             {
                 "bootstrap.servers": self.bootstrap_servers,
+                "logger": KAFKA_LOG,
                 "group.id": self.consumer_name,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",

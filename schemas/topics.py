@@ -37,6 +37,7 @@ from schemas.system import (
     DeadLettersCleared,
     ResetCircuitBreaker,
 )
+from vigil.logs import KAFKA_LOG
 
 
 def producer_settings(
@@ -49,6 +50,7 @@ def producer_settings(
     return {
         "bootstrap.servers": bootstrap_servers,
         "partitioner": "murmur2_random",
+        "logger": KAFKA_LOG,
         **(settings or {}),
     }
 

@@ -28,6 +28,7 @@ from schemas.envelope import Message
 from schemas.topics import DEAD_LETTER_TOPICS, TOPICS_BY_NAME, TopicSpec
 from streams.dead_letters import dead_letter
 from streams.retry import RetryExhausted
+from vigil.logs import context_of, message_context
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +120,10 @@ class Stage:
         expects): that is an outcome that dead-letters the input with the error's type and
         text, and records nothing."""
         try:
-            outcome = handle()
-            if inspect.isawaitable(outcome):
-                outcome = await outcome
+            with message_context(message):
+                outcome = handle()
+                if inspect.isawaitable(outcome):
+                    outcome = await outcome
         except Exception as exc:
             log.exception("%s: unexpected failure on %s", self.name, type(message).__name__)
             outcome = Outcome(failure=Failure(exc))
@@ -140,6 +142,7 @@ class Stage:
                 outcome.failure.attempts,
                 type(outcome.failure.error).__name__,
                 outcome.failure.error,
+                extra=context_of(message),
             )
             items.append(
                 self.dead_letter(

@@ -59,6 +59,7 @@ from schemas.reading import take
 from schemas.topics import WORKER_GROUP, TopicSpec, producer_settings
 from streams.in_flight import InFlight, Pending
 from streams.stage import Handle, Outcome, Publish, Received, Stage
+from vigil.logs import KAFKA_LOG
 from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -521,6 +522,7 @@ class TransactionalStage:
         self._consumer = Consumer(
             {
                 "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+                "logger": KAFKA_LOG,
                 "group.id": self.group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
@@ -618,6 +620,7 @@ class TransactionalStage:
         reader = Consumer(
             {
                 "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+                "logger": KAFKA_LOG,
                 "group.id": self.continues,
                 "enable.auto.commit": False,
             }
@@ -683,6 +686,7 @@ class TransactionalStage:
         reader = Consumer(
             {
                 "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+                "logger": KAFKA_LOG,
                 "group.id": f"{self.group}-restore",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

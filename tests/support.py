@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import threading
 import time
 import uuid
@@ -37,6 +38,19 @@ def wait_for(condition: Callable[[], object], *, timeout: float, what: str, inte
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def json_log_lines(path: Path) -> list[dict]:
+    """Every line of a process's log (LOG_FORMAT=json) as the JSON object it must be."""
+    lines = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            lines.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise AssertionError(f"{path.name}:{number} is no JSON line: {line!r}") from exc
+    assert lines, f"{path.name} is empty"
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    return lines
 
 
 def new_camera_id(prefix: str = "cam") -> str:

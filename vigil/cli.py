@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import logging.config
 import os
 import random
 import signal
@@ -29,10 +30,9 @@ app.command("export")(export_events)
 
 
 def _logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the rest
+    from vigil.logs import logging_config
+
+    logging.config.dictConfig(logging_config(get_settings().log_format, level))
 
 
 def _state_dir() -> Path:
@@ -45,9 +45,15 @@ def worker() -> None:
     import faust
 
     from streams.app import create_worker_app
+    from vigil.logs import logging_config
 
     settings = get_settings()
-    faust.Worker(create_worker_app(settings), loglevel="INFO").execute_from_commandline()
+    faust.Worker(
+        create_worker_app(settings),
+        loglevel="INFO",
+        logging_config=logging_config(settings.log_format),
+        quiet=settings.log_format == "json",  # Faust's start-up banner is no log line
+    ).execute_from_commandline()
 
 
 @app.command()
@@ -103,6 +109,8 @@ def api(
     """Serve the REST API (API_WORKERS processes, each building the app from the environment)."""
     import uvicorn
 
+    from vigil.logs import logging_config
+
     settings = get_settings()
     uvicorn.run(
         "api.main:create_app",
@@ -111,6 +119,7 @@ def api(
         host=host or settings.api_host,
         port=port or settings.api_port,
         log_level="info",
+        log_config=logging_config(settings.log_format),
     )
 
 
@@ -313,7 +322,12 @@ def _test_processes() -> list[str]:
     time is spent waiting on those services, so two processes on two cores take about 0.7
     of the time of one."""
     processes = int(os.environ.get("VIGIL_TEST_PROCESSES") or min(os.cpu_count() or 1, 4))
-    return ["-n", str(processes), "--dist", "loadfile"] if processes > 1 else []
+    if processes == 1:
+        return []
+    # A test process that dies fails the run at once, naming the test it was running:
+    # xdist's replacement of a dead process has left the run waiting forever with
+    # loadfile, both processes idle.
+    return ["-n", str(processes), "--dist", "loadfile", "--max-worker-restart=0"]
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

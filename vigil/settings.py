@@ -6,6 +6,7 @@ import os
 import socket
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -89,6 +90,8 @@ class Settings(BaseSettings):
     # once and kept in DATA_DIR. A signed URL works for this long (rounded up to 5 minutes).
     image_url_secret: str = ""
     image_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 86400)
+    # How every process logs: text, or json (one JSON object per line, see vigil/logs.py).
+    log_format: Literal["text", "json"] = "text"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # Processes serving the API, each with its own event loop, database pool and feeds (the

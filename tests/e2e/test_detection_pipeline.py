@@ -20,6 +20,7 @@ from schemas.images import ImageReceived, image_id_for
 from schemas.topics import DETECTION_COMMANDS, IMAGES, STAGE_INPUTS
 from tests.support import (
     drop,
+    json_log_lines,
     new_camera_id,
     publish,
     read_topic,
@@ -39,6 +40,7 @@ PIPELINE_ENV = {
     # Nothing here is about batches: none closes, so no analysis competes for the CPU.
     "BATCH_WINDOW_S": "3600",
     "BATCH_IDLE_S": "3600",
+    "LOG_FORMAT": "json",
 }
 
 
@@ -275,6 +277,22 @@ def test_bad_files_are_dead_lettered_and_the_worker_carries_on(
     assert worker.alive()
     drop(camera_root, camera_id, "good.jpg", samples["bus.jpg"].read_bytes())
     wait_for(lambda: detections_for(api_client, camera_id), timeout=90, what="a good photo after")
+
+
+def test_the_worker_and_the_projector_log_json_lines_naming_the_image(
+    pipeline, camera_root, engine
+):
+    camera_id = new_camera_id("logs")
+    drop(camera_root, camera_id, "notes.jpg", b"this is a text file, not a photo\n")
+    [letter] = wait_for(lambda: dead_letters_for(engine, camera_id), timeout=60, what="letter")
+    worker = json_log_lines(pipeline["worker"].log_path)
+    [warning] = [line for line in worker if line.get("camera_id") == camera_id]
+    assert warning["level"] == "WARNING"
+    assert "dead-lettering" in warning["message"]
+    assert warning["image_id"] == letter.original["image_id"]
+    assert warning["trace_id"] == letter.original["trace_id"]
+    projector = json_log_lines(pipeline["projector"].log_path)
+    assert any(line["logger"] == "projections.runner" for line in projector)
 
 
 @pytest.mark.parametrize(

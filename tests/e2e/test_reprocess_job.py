@@ -19,7 +19,7 @@ from schemas.enrichments import DetectionsEnriched
 from schemas.jobs import FINISHED
 from schemas.topics import DETECTIONS, ENRICHMENTS, IMAGES, JOBS
 from tests.factories import image_event, job_requested
-from tests.support import new_camera_id, publish, read_topic, wait_for
+from tests.support import json_log_lines, new_camera_id, publish, read_topic, wait_for
 
 WORKER_ENV = {
     # No batch closes while the module runs: no LLM work beside the detections.
@@ -33,18 +33,21 @@ WORKER_ENV = {
 @pytest.fixture(scope="module")
 def services(own_stack, tmp_path_factory):
     root = tmp_path_factory.mktemp("reprocess-cameras")
-    processes = [
-        own_stack.start_app("worker", name="reprocess-worker", CAMERA_ROOT=str(root), **WORKER_ENV),
-        own_stack.start_app("projector", name="reprocess-projector"),
-        own_stack.start_app(
+    processes = {
+        "worker": own_stack.start_app(
+            "worker", name="reprocess-worker", CAMERA_ROOT=str(root), **WORKER_ENV
+        ),
+        "projector": own_stack.start_app("projector", name="reprocess-projector"),
+        "runner": own_stack.start_app(
             "runner",
             name="reprocess-runner",
             WORKER_ID="reprocess-runner",
             DATA_DIR=str(tmp_path_factory.mktemp("reprocess-data")),
+            LOG_FORMAT="json",
         ),
-    ]
-    yield
-    for process in processes:
+    }
+    yield processes
+    for process in processes.values():
         process.stop()
 
 
@@ -214,3 +217,11 @@ def test_a_range_without_images_completes_with_nothing_done(own_producer, own_en
     )
     assert job.status == "completed", job.error_message
     assert (job.result["images"], job.result["detections"]) == (0, 0)
+
+
+def test_the_runner_logs_json_lines(services, detected):
+    lines = json_log_lines(services["runner"].log_path)
+    assert any(
+        line["logger"] == "jobs.runner" and line["message"].startswith("assigned partitions")
+        for line in lines
+    )

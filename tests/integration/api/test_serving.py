@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import wait_for
+from tests.support import json_log_lines, wait_for
 from vigil.devservices.procs import free_port
 
 
@@ -58,7 +58,9 @@ def _answers(url: str) -> bool:
 
 def test_api_workers_serve_and_a_dead_one_is_replaced(stack):
     port = free_port()
-    process = stack.start_app("api", name="api-workers", API_PORT=str(port), API_WORKERS="2")
+    process = stack.start_app(
+        "api", name="api-workers", API_PORT=str(port), API_WORKERS="2", LOG_FORMAT="json"
+    )
     url = f"http://127.0.0.1:{port}/api/events?limit=1"
     try:
         wait_for(lambda: _answers(url), timeout=60, what="the API")
@@ -80,4 +82,11 @@ def test_api_workers_serve_and_a_dead_one_is_replaced(stack):
         lambda: not any(_running(worker) for worker in first | replaced),
         timeout=10,
         what="no worker to outlive the server",
+    )
+    # Every process of the server logged JSON lines, uvicorn's own access lines too.
+    lines = json_log_lines(process.log_path)
+    assert {line["process"] for line in lines} >= {process.pid, *first}
+    assert any(
+        line["logger"] == "uvicorn.access" and "/api/events?limit=1" in line["message"]
+        for line in lines
     )
