@@ -282,10 +282,33 @@ def _stop_leftover(state_dir: Path, data_dir: Path) -> None:
             _signal(pid, signal.SIGKILL)
             while _is_postgres(pid) and time.monotonic() < deadline + 5.0:
                 time.sleep(0.05)
+    # A postmaster killed outright leaves its children (backends, checkpointer ...) to notice
+    # and exit on their own; while one still holds the shared memory, a new server on the
+    # data dir refuses to start ("pre-existing shared memory block is still in use"). They
+    # are found by their working directory, which every postgres process sets to it.
+    deadline = time.monotonic() + 15.0
+    while (children := _working_in(data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in children:
+        _signal(pid, signal.SIGKILL)
     stale = _first_int(lock_file)
     if stale and _alive(stale) and not _is_postgres(stale):
         lock_file.unlink(missing_ok=True)
     (state_dir / "run" / "postgres.pid").unlink(missing_ok=True)  # never signal a reused pid
+
+
+def _working_in(folder: Path) -> list[int]:
+    """The running processes whose working directory is `folder`."""
+    found = []
+    for cwd in Path("/proc").glob("[0-9]*/cwd"):
+        try:
+            if os.readlink(cwd) == str(folder):
+                pid = int(cwd.parent.name)
+                if _alive(pid):
+                    found.append(pid)
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 def _first_int(path: Path) -> int | None:
