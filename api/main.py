@@ -28,6 +28,7 @@ from api.routes import (
 )
 from api.services import Services
 from api.text_input import storable_text
+from vigil.metrics import HttpMetrics
 from vigil.settings import Settings, get_settings
 
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
+    app.add_middleware(HttpMetrics)
     for router in (
         system.read,
         system.write,
@@ -92,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ai_audit.read,
         ai_audit.write,
         ws.router,
+        system.metrics,
     ):
         app.include_router(router)
     return app

@@ -12,11 +12,19 @@ import gc
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -30,6 +38,12 @@ from schemas.jobs import RetentionApplied
 from schemas.reading import take
 from schemas.topics import EVENT_TOPICS, TopicSpec
 from vigil.logs import KAFKA_LOG
+from vigil.metrics import (
+    PROJECTED,
+    PROJECTOR_LAG,
+    PROJECTOR_REJECTS,
+    PROJECTOR_TRANSACTION,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +111,22 @@ class Projector:
                 live = [m for m in messages if self._wanted(m)]
                 if live:
                     self._apply_until_done(live, stop)
+                self._report_lag()
         finally:
             self._consumer.close()
+
+    def _report_lag(self) -> None:
+        """Each assigned partition's records beyond what is applied, from the high watermark
+        of the consumer's last fetch (no request to the broker)."""
+        for (topic, partition), applied in list(self._positions.items()):
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high >= 0:
+                PROJECTOR_LAG.labels(topic, str(partition)).set(max(high - applied, 0))
 
     def _wanted(self, message: Message) -> bool:
         """A record, or the end of a partition beyond its last applied record."""
@@ -180,6 +208,9 @@ class Projector:
             return self._apply(messages, careful=True)
 
     def _apply(self, messages: Sequence[Message], careful: bool) -> dict[tuple[str, int], int]:
+        started = time.perf_counter()
+        self._applied: Counter[str] = Counter()
+        self._rejected: Counter[str] = Counter()
         advanced: dict[tuple[str, int], int] = {}
         run = _Run(self._runs)
         with Session(self.engine) as session, session.begin():
@@ -200,6 +231,7 @@ class Projector:
                     if event is not None:
                         self._apply_one(session, event, careful, message)
                 advanced[key] = offset + 1
+                self._applied[message.topic()] += 1
             run.flush(session)
             for (topic, partition), next_offset in advanced.items():
                 session.execute(
@@ -215,6 +247,11 @@ class Projector:
                         set_={"next_offset": next_offset, "updated_at": func.now()},
                     )
                 )
+        PROJECTOR_TRANSACTION.observe(time.perf_counter() - started)
+        for topic, n in self._applied.items():
+            PROJECTED.labels(topic).inc(n)
+        for topic, n in self._rejected.items():
+            PROJECTOR_REJECTS.labels(topic).inc(n)
         self._positions.update(advanced)
         return advanced
 
@@ -252,6 +289,7 @@ class Projector:
         self._retention.after(event, session)
 
     def _reject(self, session: Session, message: Message, error: str) -> None:
+        self._rejected[message.topic()] += 1
         log.warning(
             "rejecting %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), error
         )

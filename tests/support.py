@@ -53,6 +53,19 @@ def json_log_lines(path: Path) -> list[dict]:
     return lines
 
 
+def metric(exposition: str, name: str, **labels: str) -> float:
+    """The value of the sample `name` with `labels` (among others) in a Prometheus text
+    exposition, summed over the samples that match; 0 when none does."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
 def new_camera_id(prefix: str = "cam") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

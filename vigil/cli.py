@@ -73,6 +73,10 @@ def projector() -> None:
         consumer_name=settings.projector_group,
         session_timeout_s=settings.projector_session_timeout_s,
     )
+    if settings.projector_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.projector_metrics_port, addr=settings.metrics_host)
     settle_heap()
     runner.run(stop)
 
@@ -112,6 +116,11 @@ def api(
     from vigil.logs import logging_config
 
     settings = get_settings()
+    if settings.api_workers > 1:
+        # Each worker counts in files of its own there; /metrics adds them up.
+        from vigil.metrics import fresh_multiprocess_dir
+
+        fresh_multiprocess_dir(settings.data_dir / "api-metrics" / str(os.getpid()))
     uvicorn.run(
         "api.main:create_app",
         factory=True,

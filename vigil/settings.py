@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     # once and kept in DATA_DIR. A signed URL works for this long (rounded up to 5 minutes).
     image_url_secret: str = ""
     image_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 86400)
+    # The projector serves its Prometheus metrics at http://METRICS_HOST:PROJECTOR_METRICS_PORT/
+    # (0: not served); the API serves its own at /metrics.
+    metrics_host: str = "127.0.0.1"
+    projector_metrics_port: int = Field(default=0, ge=0, le=65535)
     # How every process logs: text, or json (one JSON object per line, see vigil/logs.py).
     log_format: Literal["text", "json"] = "text"
     api_host: str = "127.0.0.1"

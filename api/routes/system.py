@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.commands import reset_breaker
@@ -12,6 +12,7 @@ from api.health_monitor import has_unhealthy_part
 from api.models import BreakerResetOut, CircuitBreakersOut, HealthResponse
 from api.queries.breakers import circuit_breakers
 from api.security import resource_routers
+from vigil.metrics import exposition
 
 read, write = resource_routers("/api/system", "system")
 log = logging.getLogger(__name__)
@@ -59,3 +60,19 @@ def reset_circuit_breaker(name: str, services: ServicesDep, session: SessionDep)
         stale_s=services.settings.circuit_breaker_stale_s,
         wait_s=services.read_your_writes_wait_s,
     )
+
+
+# Outside /api: where Prometheus looks by default.
+metrics = APIRouter(tags=["system"])
+
+
+@metrics.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+async def read_metrics() -> Response:
+    """This API's Prometheus metrics (every worker's, when API_WORKERS > 1): requests and
+    their latency by route template and status."""
+    body, content_type = exposition()
+    return Response(body, media_type=content_type)

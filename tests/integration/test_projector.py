@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -17,7 +18,9 @@ from schemas.codec import encode
 from schemas.detections import DetectionsProduced
 from schemas.topics import DETECTIONS, IMAGES
 from tests.factories import detections_event, image_event
-from tests.support import Record, new_camera_id, publish, wait_for
+from tests.support import Record, metric, new_camera_id, publish, wait_for
+from vigil.devservices.procs import free_port
+from vigil.metrics import exposition
 
 # Enough messages for several of the projector's transactions (500 messages each), so that a
 # kill at the first rows lands mid-stream.
@@ -86,9 +89,28 @@ def test_undecodable_message_is_kept_as_a_reject_and_projection_continues(
     publish(own_producer, DETECTIONS.name, camera_id, b"{not json")
     image = image_event(camera_id)
     publish(own_producer, DETECTIONS.name, camera_id, encode(detections_event(image, ["person"])))
-    projector = own_stack.start_app("projector", name=group, PROJECTOR_GROUP=group)
+    port = free_port()
+    projector = own_stack.start_app(
+        "projector", name=group, PROJECTOR_GROUP=group, PROJECTOR_METRICS_PORT=str(port)
+    )
     try:
         wait_for(lambda: _count_rows(own_engine, camera_id) == 1, timeout=60, what="the good event")
+        # Its metrics, served by the process: the reject counted, and no lag once caught up.
+        scrape = f"http://127.0.0.1:{port}/metrics"
+        served = httpx.get(scrape, timeout=5, trust_env=False).text
+        topic = {"topic": DETECTIONS.name}
+        assert metric(served, "vigil_projector_rejects_total", **topic) == 1
+        assert metric(served, "vigil_projector_records_total", **topic) >= 2
+        assert metric(served, "vigil_projector_transaction_seconds_count") >= 1
+        wait_for(
+            lambda: (
+                'vigil_projector_lag_records{partition="0",topic="vigil.detections"}'
+                in (text := httpx.get(scrape, timeout=5, trust_env=False).text)
+                and metric(text, "vigil_projector_lag_records", **topic) == 0
+            ),
+            timeout=30,
+            what="no lag on vigil.detections",
+        )
         with Session(own_engine) as session:
             rejects = session.scalars(
                 select(ProjectionReject).where(
@@ -193,7 +215,9 @@ def test_a_refused_record_amid_a_batch_is_a_reject_and_the_rest_of_the_batch_is_
         Record(DETECTIONS.name, offset, encode(event))
         for offset, event in enumerate((before, refused, after))
     ]
+    counted_before = exposition()[0].decode()
     assert projector.apply(records) == {(DETECTIONS.name, 0): 3}
+    counted = exposition()[0].decode()
     with Session(own_engine) as session:
         images = session.execute(
             select(DetectionRow.image_id, func.count())
@@ -209,6 +233,14 @@ def test_a_refused_record_amid_a_batch_is_a_reject_and_the_rest_of_the_batch_is_
     assert sorted(images) == sorted([(before.image_id, 1), (after.image_id, 2)])
     assert rejects == [1]
     assert stored == [3]
+    # The committed pass is counted, not the one rolled back.
+    for name, moved in (
+        ("vigil_projector_records_total", 3),
+        ("vigil_projector_rejects_total", 1),
+        ("vigil_projector_transaction_seconds_count", 1),
+    ):
+        labels = {} if name.endswith("_count") else {"topic": DETECTIONS.name}
+        assert metric(counted, name, **labels) - metric(counted_before, name, **labels) == moved
 
 
 def test_handlers_given_for_a_run_type_are_the_ones_applied(own_engine):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import json_log_lines, wait_for
+from tests.support import json_log_lines, metric, wait_for
 from vigil.devservices.procs import free_port
 
 
@@ -73,7 +73,23 @@ def test_api_workers_serve_and_a_dead_one_is_replaced(stack):
             what="the killed worker to be replaced",
         )
         assert replaced - first, "a new worker process"
+        scrape = f"http://127.0.0.1:{port}/metrics"
+        before = httpx.get(scrape, timeout=5, trust_env=False).text
         assert all(_answers(url) for _ in range(20))
+        # Every worker's requests are counted, whichever worker answers the scrape: each
+        # counts in files of its own in the server's folder (tests/unit/
+        # test_metrics_multiprocess.py adds such files up).
+        after = httpx.get(scrape, timeout=5, trust_env=False).text
+        counted = stack.state_dir / "data" / "api-metrics" / str(process.pid)
+        assert {p.name for p in counted.glob("counter_*.db")} & {
+            f"counter_{worker}.db" for worker in first | replaced
+        }
+        events = {"route": "/api/events", "status": "200"}
+        assert (
+            metric(after, "vigil_http_requests_total", **events)
+            - metric(before, "vigil_http_requests_total", **events)
+            == 20
+        )
     finally:
         process.stop()
     # A worker may still be on its way out (or a zombie for init to reap) as the server's

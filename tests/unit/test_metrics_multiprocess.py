@@ -1,0 +1,37 @@
+"""API_WORKERS > 1: each uvicorn worker counts in files of its own under
+PROMETHEUS_MULTIPROC_DIR, and /metrics, whichever worker answers it, adds every worker's
+counts up. Here three processes stand for two workers and the one answering the scrape."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.support import metric
+
+COUNT = """
+from vigil.metrics import HTTP_REQUESTS
+for _ in range({n}):
+    HTTP_REQUESTS.labels("GET", "/api/events", "200").inc()
+"""
+SCRAPE = (
+    "import sys; from vigil.metrics import exposition; sys.stdout.write(exposition()[0].decode())"
+)
+
+
+def _python(code: str, env: dict[str, str]) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_the_scrape_adds_up_every_workers_counts(tmp_path):
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    _python(COUNT.format(n=3), env)
+    _python(COUNT.format(n=4), env)
+    served = _python(SCRAPE, env)
+    labels = {"method": "GET", "route": "/api/events", "status": "200"}
+    assert metric(served, "vigil_http_requests_total", **labels) == 7
+    alone = _python(SCRAPE, {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"})
+    assert metric(alone, "vigil_http_requests_total", **labels) == 0
