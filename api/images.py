@@ -32,6 +32,7 @@ from vigil.settings import Settings
 
 Variant = Literal["original", "annotated"]
 ROUND_S = 300
+THUMBNAIL_WIDTH = 320
 SECRET_FILE = "image-url.secret"
 
 # Box colours by label, so the same label looks the same in every image.
@@ -84,6 +85,11 @@ class ImageLinks:
         now = time.time() if now is None else now
         expires = math.ceil((now + self.ttl_s) / ROUND_S) * ROUND_S
         return f"{path}?expires={expires}&signature={self.signature(image_id, variant, expires)}"
+
+    def thumbnail_url(self, image_id: str, now: float | None = None) -> str:
+        """The annotated image, `THUMBNAIL_WIDTH` wide."""
+        url = self.url(image_id, "annotated", now)
+        return f"{url}{'&' if '?' in url else '?'}max_width={THUMBNAIL_WIDTH}"
 
     def signed_validly(
         self, image_id: str, variant: Variant, expires: int, signature: str

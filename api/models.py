@@ -216,6 +216,9 @@ class EventOut(BaseModel):
     prompt_version: int
     created_at: datetime
     updated_at: datetime
+    # The batch's first image (by detection time) with its boxes, 320 pixels wide; None while
+    # the batch's members are not projected.
+    thumbnail_url: str | None = None
 
 
 class EventList(BaseModel):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Select, func, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from api.images import ImageLinks
@@ -19,6 +20,7 @@ from projections.tables import (
     BatchMember,
     DetectionRow,
     EventAnalysisRow,
+    Image,
     SecurityEventRow,
     own_detection,
 )
@@ -49,8 +51,30 @@ def filtered(query: Select, f: EventFilter) -> Select:
     return query
 
 
+def _first_images(session: Session, batch_ids: Sequence[str]) -> dict[str, str]:
+    """Each batch's first image by detection time."""
+    if not batch_ids:
+        return {}
+    rows = session.execute(
+        select(BatchMember.batch_id, BatchMember.image_id)
+        .join(Image, Image.image_id == BatchMember.image_id)
+        .where(BatchMember.batch_id.in_(batch_ids))
+        .order_by(BatchMember.batch_id, Image.detected_at, BatchMember.image_id)
+        .ext(distinct_on(BatchMember.batch_id))
+    )
+    return {batch_id: image_id for batch_id, image_id in rows}
+
+
+def _with_thumbnails(session: Session, events: list[EventOut], links: ImageLinks) -> list[EventOut]:
+    first = _first_images(session, [event.batch_id for event in events])
+    for event in events:
+        if event.batch_id in first:
+            event.thumbnail_url = links.thumbnail_url(first[event.batch_id])
+    return events
+
+
 def list_events(
-    session: Session, f: EventFilter, limit: int, offset: int
+    session: Session, f: EventFilter, limit: int, offset: int, links: ImageLinks
 ) -> tuple[list[EventOut], int]:
     total = session.scalar(filtered(select(func.count()).select_from(SecurityEventRow), f)) or 0
     rows = session.scalars(
@@ -59,7 +83,8 @@ def list_events(
         .limit(limit)
         .offset(offset)
     )
-    return [EventOut.model_validate(row) for row in rows], total
+    events = [EventOut.model_validate(row) for row in rows]
+    return _with_thumbnails(session, events, links), total
 
 
 def _detections(
@@ -90,7 +115,7 @@ def get_event(session: Session, event_id: int, links: ImageLinks) -> EventDetail
         .order_by(EventAnalysisRow.analysis_version.desc())
     )
     return EventDetail(
-        **EventOut.model_validate(row).model_dump(),
+        **_with_thumbnails(session, [EventOut.model_validate(row)], links)[0].model_dump(),
         batch=get_batch_out(session, row.batch_id),
         detections=_detections(session, row.id, row.batch_id, links),
         analyses=[AnalysisOut.model_validate(a) for a in analyses],

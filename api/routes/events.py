@@ -17,6 +17,7 @@ read = APIRouter(prefix="/api/events", tags=["events"])
 @read.get("", response_model=EventList)
 def read_events(
     session: SessionDep,
+    links: ImageLinksDep,
     page: Pagination,
     dates: DateRange,  # on started_at
     camera_id: str | None = None,
@@ -30,7 +31,7 @@ def read_events(
         start_date=dates.start_date,
         end_date=dates.end_date,
     )
-    events, total = list_events(session, filters, page.limit, page.offset)
+    events, total = list_events(session, filters, page.limit, page.offset, links)
     return EventList(events=events, count=total, limit=page.limit, offset=page.offset)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,18 @@ from PIL import Image, ImageColor
 from api.images import ImageLinks, box_colour
 from api.main import create_app
 from api.security import new_api_key
-from schemas.detections import BoundingBox
-from tests.factories import apply, detection, detections_event, image_event, image_file_bytes
+from schemas.detections import BoundingBox, DetectionsProduced
+from tests.factories import (
+    apply,
+    closed,
+    detection,
+    detections_event,
+    image_event,
+    image_file_bytes,
+    members,
+    opened,
+    recorded,
+)
 from tests.support import new_camera_id
 
 GREY = (128, 128, 128)
@@ -32,10 +43,17 @@ def _png(size: tuple[int, int] = (200, 100), colour: tuple[int, int, int] = GREY
     return out.getvalue()
 
 
-def _recorded(engine, camera_root: Path, name: str, data: bytes) -> str:
+def _recorded(
+    engine,
+    camera_root: Path,
+    name: str,
+    data: bytes,
+    camera_id: str | None = None,
+    at: datetime | None = None,
+) -> DetectionsProduced:
     """An image file under the camera root, received and detected (a person at 0.9 and a
-    dog at 0.5); its id."""
-    camera_id = new_camera_id("img")
+    dog at 0.5, `at`); its detections."""
+    camera_id = camera_id or new_camera_id("img")
     path = camera_root / camera_id / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -53,10 +71,11 @@ def _recorded(engine, camera_root: Path, name: str, data: bytes) -> str:
             ),
             "image_width": 200,
             "image_height": 100,
+            **({"occurred_at": at} if at is not None else {}),
         }
     )
     apply(engine, image, produced)
-    return image.image_id
+    return produced
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +111,7 @@ def keyed(stack, camera_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def png_id(engine, camera_root) -> str:
-    return _recorded(engine, camera_root, "a.png", _png())
+    return _recorded(engine, camera_root, "a.png", _png()).image_id
 
 
 def _pixels(reply) -> Image.Image:
@@ -148,7 +167,7 @@ def test_an_annotated_thumbnail_is_shrunk_after_drawing(open_client, png_id):
 
 def test_a_jpeg_is_served_as_jpeg(open_client, engine, camera_root):
     data = image_file_bytes("JPEG", size=(64, 48), seed=3)
-    image_id = _recorded(engine, camera_root, "b.jpg", data)
+    image_id = _recorded(engine, camera_root, "b.jpg", data).image_id
     original = open_client.get(f"/api/images/{image_id}")
     assert (original.headers["content-type"], original.content) == ("image/jpeg", data)
     annotated = open_client.get(f"/api/images/{image_id}/annotated")
@@ -182,13 +201,13 @@ def test_bad_parameters_are_422_naming_them(open_client, png_id):
 
 
 def test_a_removed_or_replaced_file_is_gone(open_client, engine, camera_root):
-    removed = _recorded(engine, camera_root, "c.png", _png(colour=(1, 2, 3)))
+    removed = _recorded(engine, camera_root, "c.png", _png(colour=(1, 2, 3))).image_id
     (next(camera_root.glob("*/c.png"))).unlink()
     for path in (f"/api/images/{removed}", f"/api/images/{removed}/annotated"):
         reply = open_client.get(path)
         assert reply.status_code == 410, reply.text
         assert reply.json()["error"] == "Gone"
-    replaced = _recorded(engine, camera_root, "d.png", _png(colour=(4, 5, 6)))
+    replaced = _recorded(engine, camera_root, "d.png", _png(colour=(4, 5, 6))).image_id
     next(camera_root.glob("*/d.png")).write_bytes(_png(colour=(7, 8, 9)))
     reply = open_client.get(f"/api/images/{replaced}")
     assert reply.status_code == 410
@@ -196,7 +215,7 @@ def test_a_removed_or_replaced_file_is_gone(open_client, engine, camera_root):
 
 
 def test_a_recorded_file_outside_the_camera_root_is_never_served(open_client, engine, tmp_path):
-    image_id = _recorded(engine, tmp_path, "secret.png", _png(colour=(9, 9, 9)))
+    image_id = _recorded(engine, tmp_path, "secret.png", _png(colour=(9, 9, 9))).image_id
     assert next(tmp_path.glob("*/secret.png")).is_file()
     reply = open_client.get(f"/api/images/{image_id}")
     assert reply.status_code == 403
@@ -267,3 +286,46 @@ def test_the_signing_secret_is_kept_in_the_data_dir_and_shared(stack, tmp_path, 
     assert first.url("x", "original", now=0) == second.url("x", "original", now=0)
     configured = ImageLinks.from_settings(settings.model_copy(update={"image_url_secret": "s"}))
     assert configured.url("x", "original", now=0) != first.url("x", "original", now=0)
+
+
+def _analysed_pair(engine, camera_root: Path) -> tuple[DetectionsProduced, str]:
+    """Two images of one camera a minute apart, batched (the later one listed first) and
+    analysed; the earlier one's detections and the camera."""
+    at = datetime(2026, 4, 2, 9, 0, tzinfo=UTC)
+    first = _recorded(engine, camera_root, "t1.png", _png(colour=(10, 20, 30)), at=at)
+    later = _recorded(
+        engine,
+        camera_root,
+        "t2.png",
+        _png(colour=(40, 50, 60)),
+        camera_id=first.camera_id,
+        at=at + timedelta(minutes=1),
+    )
+    batch = opened(first.camera_id, at)
+    done = closed(batch, members(later, first), "idle_timeout", 90)
+    apply(engine, batch, done, recorded(done, 40))
+    return first, first.camera_id
+
+
+def test_an_events_thumbnail_is_its_batchs_first_image_with_its_boxes(
+    open_client, engine, camera_root
+):
+    first, camera_id = _analysed_pair(engine, camera_root)
+    [event] = open_client.get("/api/events", params={"camera_id": camera_id}).json()["events"]
+    assert event["thumbnail_url"] == f"/api/images/{first.image_id}/annotated?max_width=320"
+    detail = open_client.get(f"/api/events/{event['id']}").json()
+    assert detail["thumbnail_url"] == event["thumbnail_url"]
+    thumbnail = _pixels(open_client.get(event["thumbnail_url"]))
+    assert thumbnail.size == (200, 100)  # narrower than 320: not enlarged
+    assert thumbnail.getpixel((100, 90)) == (10, 20, 30)  # the earlier image, off its boxes
+    assert thumbnail.getpixel((X1, 60)) == ImageColor.getrgb(box_colour("person"))
+
+
+def test_with_keys_an_events_thumbnail_is_signed(keyed, engine, camera_root):
+    client, _ = keyed
+    first, camera_id = _analysed_pair(engine, camera_root)
+    [event] = client.get("/api/events", params={"camera_id": camera_id}).json()["events"]
+    url = event["thumbnail_url"]
+    assert url.startswith(f"/api/images/{first.image_id}/annotated?expires=")
+    assert "&signature=" in url and url.endswith("&max_width=320")
+    assert _pixels(client.get(url)).getpixel((100, 90)) == (10, 20, 30)
