@@ -51,7 +51,7 @@ from schemas.jobs import (
 )
 from schemas.topics import JOBS, producer_settings
 from streams.retry import RetryPolicy
-from vigil.logs import KAFKA_LOG
+from vigil.logs import KAFKA_LOGGING
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class JobRunner:
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap_servers,
-                "logger": KAFKA_LOG,
+                **KAFKA_LOGGING,
                 "group.id": group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",

@@ -37,7 +37,7 @@ from schemas.codec import UndecodableMessage, decode
 from schemas.jobs import RetentionApplied
 from schemas.reading import take
 from schemas.topics import EVENT_TOPICS, TopicSpec
-from vigil.logs import KAFKA_LOG
+from vigil.logs import KAFKA_LOGGING
 from vigil.metrics import (
     PROJECTED,
     PROJECTOR_LAG,
@@ -86,7 +86,7 @@ class Projector:
         self._consumer = Consumer(
             {
                 "bootstrap.servers": self.bootstrap_servers,
-                "logger": KAFKA_LOG,
+                **KAFKA_LOGGING,
                 "group.id": self.consumer_name,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",

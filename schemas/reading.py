@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from schemas.codec import UndecodableMessage, decode
 from schemas.topics import TopicSpec
-from vigil.logs import KAFKA_LOG
+from vigil.logs import KAFKA_LOGGING
 
 # A message is produced right after its event is made; this much either side covers clocks
 # and queues when a range is looked up by message time.
@@ -51,7 +51,7 @@ def read_range(
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap_servers,
-            "logger": KAFKA_LOG,
+            **KAFKA_LOGGING,
             "group.id": f"vigil-replay-{uuid.uuid4().hex}",  # assigned, never committed
             "enable.auto.commit": False,
             "enable.partition.eof": True,

@@ -37,7 +37,7 @@ from schemas.system import (
     DeadLettersCleared,
     ResetCircuitBreaker,
 )
-from vigil.logs import KAFKA_LOG
+from vigil.logs import KAFKA_LOGGING
 
 
 def producer_settings(
@@ -50,7 +50,7 @@ def producer_settings(
     return {
         "bootstrap.servers": bootstrap_servers,
         "partitioner": "murmur2_random",
-        "logger": KAFKA_LOG,
+        **KAFKA_LOGGING,
         **(settings or {}),
     }
 

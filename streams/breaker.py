@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from streams.errors import ModelUnavailable, PermanentError
+from vigil.metrics import BREAKER_STATE, BREAKER_STATES, MODEL_CALLS
 
 T = TypeVar("T")
 State = Literal["closed", "open", "half_open"]
@@ -45,8 +46,12 @@ class CircuitBreaker:
     total_calls: int = 0
     opened_at: float | None = None
 
+    def __post_init__(self) -> None:
+        BREAKER_STATE.labels(self.name).set(BREAKER_STATES[self.state])
+
     def _move(self, state: State) -> None:
         previous, self.state = self.state, state
+        BREAKER_STATE.labels(self.name).set(BREAKER_STATES[state])
         if state == "open":
             self.opened_at = self.clock()
         if state != "half_open":
@@ -89,14 +94,23 @@ class CircuitBreaker:
     async def call(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run `call` under the breaker. Bad input (PermanentError) says nothing about the
         model's health and does not count as a failure."""
-        self.before_call()
+        timed = MODEL_CALLS.labels
+        try:
+            self.before_call()
+        except CircuitOpen:
+            timed(self.name, "circuit_open").observe(0)
+            raise
+        started = time.perf_counter()
         try:
             result = await call()
         except PermanentError:
+            timed(self.name, "bad_input").observe(time.perf_counter() - started)
             self.record_success()
             raise
         except Exception:
+            timed(self.name, "error").observe(time.perf_counter() - started)
             self.record_failure()
             raise
+        timed(self.name, "ok").observe(time.perf_counter() - started)
         self.record_success()
         return result

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from schemas.batches import BatchClosed
 from schemas.codec import UndecodableMessage, decode
 from schemas.dead_letters import Stage as StageName
 from schemas.envelope import Message
@@ -29,6 +30,7 @@ from schemas.topics import DEAD_LETTER_TOPICS, TOPICS_BY_NAME, TopicSpec
 from streams.dead_letters import dead_letter
 from streams.retry import RetryExhausted
 from vigil.logs import context_of, message_context
+from vigil.metrics import BATCH_DETECTIONS, STAGE_IN_FLIGHT, STAGE_MESSAGES
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +103,11 @@ class Stage:
     def parse(self, received: Received, topic: TopicSpec | None = None) -> Message | Publish:
         """The message as its topic's event type (`topic`: which topic it came from, when not
         one of ours by name), or the dead letter of it if undecodable."""
+        STAGE_MESSAGES.labels(self.name, "in").inc()
         try:
             return decode(topic or TOPICS_BY_NAME[received.topic], received.value)
         except UndecodableMessage as exc:
+            STAGE_MESSAGES.labels(self.name, "dead_lettered").inc()
             log.warning(
                 "%s: poison message at %s[%d]@%d: %s",
                 self.name,
@@ -119,6 +123,8 @@ class Stage:
         """What the handler decided. What it raises is unexpected (it returns the failures it
         expects): that is an outcome that dead-letters the input with the error's type and
         text, and records nothing."""
+        in_flight = STAGE_IN_FLIGHT.labels(self.name)
+        in_flight.inc()
         try:
             with message_context(message):
                 outcome = handle()
@@ -127,12 +133,19 @@ class Stage:
         except Exception as exc:
             log.exception("%s: unexpected failure on %s", self.name, type(message).__name__)
             outcome = Outcome(failure=Failure(exc))
+        finally:
+            in_flight.dec()
         return outcome
 
     def publications(self, received: Received, message: Message, outcome: Outcome) -> list[Publish]:
         """What `outcome` publishes, in order: its messages, then the input's dead letter."""
         items = list(outcome.publish)
+        STAGE_MESSAGES.labels(self.name, "out").inc(len(items))
+        for item in items:
+            if isinstance(item.message, BatchClosed):
+                BATCH_DETECTIONS.labels(item.message.trigger).observe(len(item.message.detections))
         if outcome.failure is not None:
+            STAGE_MESSAGES.labels(self.name, "dead_lettered").inc()
             log.warning(
                 "%s: dead-lettering %s[%d]@%d after %d attempt(s): %s: %s",
                 self.name,

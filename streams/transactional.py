@@ -59,7 +59,7 @@ from schemas.reading import take
 from schemas.topics import WORKER_GROUP, TopicSpec, producer_settings
 from streams.in_flight import InFlight, Pending
 from streams.stage import Handle, Outcome, Publish, Received, Stage
-from vigil.logs import KAFKA_LOG
+from vigil.logs import KAFKA_LOGGING
 from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -522,7 +522,7 @@ class TransactionalStage:
         self._consumer = Consumer(
             {
                 "bootstrap.servers": self.settings.kafka_bootstrap_servers,
-                "logger": KAFKA_LOG,
+                **KAFKA_LOGGING,
                 "group.id": self.group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
@@ -553,7 +553,9 @@ class TransactionalStage:
             replication_factor=1,
             config={"cleanup.policy": "compact"},
         )
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap_servers})
+        admin = AdminClient(
+            {"bootstrap.servers": self.settings.kafka_bootstrap_servers, **KAFKA_LOGGING}
+        )
         try:
             admin.create_topics([wanted])[self.state.topic].result(30)
         except KafkaException as exc:
@@ -620,7 +622,7 @@ class TransactionalStage:
         reader = Consumer(
             {
                 "bootstrap.servers": self.settings.kafka_bootstrap_servers,
-                "logger": KAFKA_LOG,
+                **KAFKA_LOGGING,
                 "group.id": self.continues,
                 "enable.auto.commit": False,
             }
@@ -686,7 +688,7 @@ class TransactionalStage:
         reader = Consumer(
             {
                 "bootstrap.servers": self.settings.kafka_bootstrap_servers,
-                "logger": KAFKA_LOG,
+                **KAFKA_LOGGING,
                 "group.id": f"{self.group}-restore",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

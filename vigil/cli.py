@@ -35,6 +35,14 @@ def _logging(level: str = "INFO") -> None:
     logging.config.dictConfig(logging_config(get_settings().log_format, level))
 
 
+def _serve_metrics(host: str, port: int) -> None:
+    """Serve this process's Prometheus metrics at http://host:port/metrics (port 0: not)."""
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr=host)
+
+
 def _state_dir() -> Path:
     return Path(os.environ.get("VIGIL_STATE_DIR", cache_dir() / "state"))
 
@@ -48,6 +56,7 @@ def worker() -> None:
     from vigil.logs import logging_config
 
     settings = get_settings()
+    _serve_metrics(settings.metrics_host, settings.worker_metrics_port)
     faust.Worker(
         create_worker_app(settings),
         loglevel="INFO",
@@ -73,10 +82,7 @@ def projector() -> None:
         consumer_name=settings.projector_group,
         session_timeout_s=settings.projector_session_timeout_s,
     )
-    if settings.projector_metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.projector_metrics_port, addr=settings.metrics_host)
+    _serve_metrics(settings.metrics_host, settings.projector_metrics_port)
     settle_heap()
     runner.run(stop)
 

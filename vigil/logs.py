@@ -26,6 +26,10 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # written to stderr by the C library: a client's configuration names it as its "logger"
 # (they are handed over when the client is polled).
 KAFKA_LOG = logging.getLogger("rdkafka")
+# A confluent-kafka client's settings for that. Levels below notice are left out: among them
+# is the line a client closing with log lines still queued writes straight to stderr
+# ("Purging 1 unserved events from background queue").
+KAFKA_LOGGING = {"logger": KAFKA_LOG, "log_level": 5}
 
 _context: ContextVar[dict[str, str]] = ContextVar("vigil_log_context", default={})  # noqa: B039
 

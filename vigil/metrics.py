@@ -61,6 +61,39 @@ PROJECTOR_LAG = Gauge(
 )
 
 
+STAGE_MESSAGES = Counter(
+    "vigil_stage_messages_total",
+    "Messages a worker's stage took in (in), published (out) and dead-lettered",
+    ["stage", "direction"],
+)
+STAGE_IN_FLIGHT = Gauge(
+    "vigil_stage_in_flight",
+    "Messages a stage's handlers are working on",
+    ["stage"],
+    multiprocess_mode="livesum",
+)
+MODEL_CALLS = Histogram(
+    "vigil_model_call_seconds",
+    "Time of a call to a model on Triton, by model and outcome (ok, bad_input: the model "
+    "refused the input, error, circuit_open: not called)",
+    ["model", "outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+BREAKER_STATE = Gauge(
+    "vigil_circuit_breaker_state",
+    "A model's circuit breaker in this worker: 0 closed, 1 half-open, 2 open",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+BATCH_DETECTIONS = Histogram(
+    "vigil_batch_detections",
+    "Detections in a batch when it closed, by what closed it",
+    ["trigger"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 200, 500),
+)
+
+
 def exposition() -> tuple[bytes, str]:
     """This process's metrics (or every API worker's, in multiprocess mode) in the text
     format, and its content type."""

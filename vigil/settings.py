@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     # (0: not served); the API serves its own at /metrics.
     metrics_host: str = "127.0.0.1"
     projector_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # The same for the worker (its stages, model calls, breakers and batches).
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     # How every process logs: text, or json (one JSON object per line, see vigil/logs.py).
     log_format: Literal["text", "json"] = "text"
     api_host: str = "127.0.0.1"

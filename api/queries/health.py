@@ -46,6 +46,9 @@ def check_postgres(session: Session) -> ServiceHealth:
 
 def check_kafka(admin: AdminClient) -> ServiceHealth:
     started = time.perf_counter()
+    # Hands librdkafka's queued log lines to logging (the client's "logger"): they would
+    # otherwise pile up while the broker is away.
+    admin.poll(0)
     try:
         metadata = admin.list_topics(timeout=_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,6 +22,7 @@ from schemas.topics import DETECTION_COMMANDS, IMAGES, STAGE_INPUTS
 from tests.support import (
     drop,
     json_log_lines,
+    metric,
     new_camera_id,
     publish,
     read_topic,
@@ -28,6 +30,7 @@ from tests.support import (
     variant,
     wait_for,
 )
+from vigil.devservices.procs import free_port
 
 PIPELINE_ENV = {
     "FILE_STABLE_S": "0.5",
@@ -52,7 +55,11 @@ def camera_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def pipeline(stack, camera_root):
     """The worker and the projector, by role (a test may replace the worker)."""
-    env = {"CAMERA_ROOT": str(camera_root), **PIPELINE_ENV}
+    env = {
+        "CAMERA_ROOT": str(camera_root),
+        "WORKER_METRICS_PORT": str(free_port()),
+        **PIPELINE_ENV,
+    }
     processes = {
         "env": env,
         "worker": stack.start_app("worker", name="e2e-worker", **env),
@@ -277,6 +284,31 @@ def test_bad_files_are_dead_lettered_and_the_worker_carries_on(
     assert worker.alive()
     drop(camera_root, camera_id, "good.jpg", samples["bus.jpg"].read_bytes())
     wait_for(lambda: detections_for(api_client, camera_id), timeout=90, what="a good photo after")
+
+
+def test_the_worker_counts_its_stages_model_calls_and_breakers(
+    pipeline, camera_root, api_client, engine, samples
+):
+    scrape = f"http://127.0.0.1:{pipeline['env']['WORKER_METRICS_PORT']}/metrics"
+    before = httpx.get(scrape, timeout=5, trust_env=False).text
+    camera_id = new_camera_id("metrics")
+    drop(camera_root, camera_id, "notes.jpg", b"this is a text file, not a photo\n")
+    drop(camera_root, camera_id, "bus.jpg", samples["bus.jpg"].read_bytes())
+    wait_for(lambda: detections_for(api_client, camera_id), timeout=90, what="detections")
+    wait_for(lambda: dead_letters_for(engine, camera_id), timeout=60, what="the dead letter")
+    after = httpx.get(scrape, timeout=5, trust_env=False).text
+
+    def moved(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    detection = {"stage": "detection"}
+    assert moved("vigil_stage_messages_total", direction="in", **detection) >= 2
+    assert moved("vigil_stage_messages_total", direction="dead_lettered", **detection) >= 1
+    assert moved("vigil_stage_messages_total", direction="out", **detection) >= 1
+    assert moved("vigil_stage_messages_total", stage="enrichment", direction="in") >= 1
+    assert moved("vigil_model_call_seconds_count", model="centernet", outcome="ok") >= 1
+    assert metric(after, "vigil_circuit_breaker_state", model="centernet") == 0
+    assert 'vigil_stage_in_flight{stage="detection"}' in after
 
 
 def test_the_worker_and_the_projector_log_json_lines_naming_the_image(

@@ -14,10 +14,10 @@ class Clock:
         return self.now
 
 
-def breaker(changes=None) -> tuple[CircuitBreaker, Clock]:
+def breaker(changes=None, name: str = "yolo26") -> tuple[CircuitBreaker, Clock]:
     clock = Clock()
     b = CircuitBreaker(
-        "yolo26",
+        name,
         BreakerConfig(failure_threshold=3, recovery_timeout_s=30, success_threshold=2),
         clock=clock,
         on_change=(lambda br, prev: changes.append((prev, br.state)))
@@ -127,3 +127,34 @@ def test_reset_closes_at_once():
     b.reset()
     assert (b.state, b.failure_count) == ("closed", 0)
     assert changes[-1] == ("open", "closed")
+
+
+def _metrics() -> str:
+    from vigil.metrics import exposition
+
+    return exposition()[0].decode()
+
+
+def test_every_call_is_timed_by_outcome_and_the_state_is_exported():
+    from tests.support import metric
+
+    b, clock = breaker(name="metered")  # series of its own in this process's registry
+    assert metric(_metrics(), "vigil_circuit_breaker_state", model=b.name) == 0
+    run(b, ok)
+    with pytest.raises(PermanentError):
+        run(b, corrupt)
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            run(b, down)
+    with pytest.raises(CircuitOpen):
+        run(b, ok)
+    exported = _metrics()
+    counts = {
+        outcome: metric(exported, "vigil_model_call_seconds_count", model=b.name, outcome=outcome)
+        for outcome in ("ok", "bad_input", "error", "circuit_open")
+    }
+    assert counts == {"ok": 1, "bad_input": 1, "error": 3, "circuit_open": 1}
+    assert metric(exported, "vigil_circuit_breaker_state", model=b.name) == 2
+    clock.now += 31
+    run(b, ok)  # half-open, one success of two
+    assert metric(_metrics(), "vigil_circuit_breaker_state", model=b.name) == 1
