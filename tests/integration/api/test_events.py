@@ -22,6 +22,7 @@ from tests.support import new_camera_id
 BASE = datetime(2026, 4, 1, 8, 0, tzinfo=UTC)
 EVENT_KEYS = {
     "id",
+    "thumbnail_url",
     "batch_id",
     "camera_id",
     "risk_score",
