@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from streams.images import Completeness, completeness
+from vigil.metrics import WATCHER_FILES
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".filepart", ".crdownload", ".swp", "~")
@@ -179,6 +180,7 @@ class FolderWatcher:
                 if item.path not in self._rejected:
                     self._rejected.add(item.path)
                     rejected.append(item)
+                    WATCHER_FILES.labels("refused").inc()
                 continue
             upload = self._observe(item, now)
             if upload is not None:
@@ -211,9 +213,11 @@ class FolderWatcher:
         key = (found.camera_id, digest)
         if key in self._seen:
             self._seen.move_to_end(key)
+            WATCHER_FILES.labels("duplicate").inc()
             return None
         self._seen[key] = None
         self._forget_oldest_seen()
+        WATCHER_FILES.labels("reported").inc()
         return CompleteUpload(
             camera_id=found.camera_id,
             path=found.path,

@@ -6,6 +6,7 @@ import logging
 import logging.config
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,20 +123,26 @@ def api(
     from vigil.logs import logging_config
 
     settings = get_settings()
+    counted = None
     if settings.api_workers > 1:
         # Each worker counts in files of its own there; /metrics adds them up.
         from vigil.metrics import fresh_multiprocess_dir
 
-        fresh_multiprocess_dir(settings.data_dir / "api-metrics" / str(os.getpid()))
-    uvicorn.run(
-        "api.main:create_app",
-        factory=True,
-        workers=settings.api_workers,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        log_level="info",
-        log_config=logging_config(settings.log_format),
-    )
+        counted = settings.data_dir / "api-metrics" / str(os.getpid())
+        fresh_multiprocess_dir(counted)
+    try:
+        uvicorn.run(
+            "api.main:create_app",
+            factory=True,
+            workers=settings.api_workers,
+            host=host or settings.api_host,
+            port=port or settings.api_port,
+            log_level="info",
+            log_config=logging_config(settings.log_format),
+        )
+    finally:
+        if counted is not None:
+            shutil.rmtree(counted, ignore_errors=True)
 
 
 @app.command()

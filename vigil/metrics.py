@@ -94,6 +94,15 @@ BATCH_DETECTIONS = Histogram(
 )
 
 
+WATCHER_FILES = Counter(
+    "vigil_watcher_files_total",
+    "Files the watcher decided on: reported (a complete upload to announce; again after a "
+    "failed publish), duplicate (content its camera already announced: ignored), refused "
+    "(outside the camera root)",
+    ["outcome"],
+)
+
+
 def exposition() -> tuple[bytes, str]:
     """This process's metrics (or every API worker's, in multiprocess mode) in the text
     format, and its content type."""

@@ -10,7 +10,7 @@ from streams.watcher import (
     scan,
 )
 from tests.factories import image_file_bytes
-from tests.support import sha256_of
+from tests.support import metric, sha256_of
 
 
 def _write(path, data=b"\xff\xd8\xff jpeg"):
@@ -183,3 +183,23 @@ def test_poll_changed_rejects_a_link_out_of_the_root_once(tmp_path):
     [rejected] = watcher.poll_changed([link], now=0.0)[1]
     assert rejected.path == link
     assert watcher.poll_changed([link], now=1.0) == ([], [])
+
+
+def _watched(outcome: str) -> float:
+    from vigil.metrics import exposition
+
+    return metric(exposition()[0].decode(), "vigil_watcher_files_total", outcome=outcome)
+
+
+def test_the_watchers_decisions_are_counted(tmp_path):
+    before = {o: _watched(o) for o in ("reported", "duplicate", "refused")}
+    outside = _write(tmp_path / "outside.jpg", b"\xff\xd8\xff other")
+    _write(tmp_path / "cams" / "cam" / "a.jpg")
+    _write(tmp_path / "cams" / "cam" / "copy-of-a.jpg")
+    _write(tmp_path / "cams" / "cam" / "notes.txt", b"not a candidate")
+    os.symlink(outside, tmp_path / "cams" / "cam" / "x.jpg")
+    watcher = FolderWatcher(tmp_path / "cams", stable_s=0)
+    watcher.poll(now=0.0)
+    watcher.poll(now=1.0)  # nothing new: nothing counted again
+    moved = {o: _watched(o) - before[o] for o in before}
+    assert moved == {"reported": 1, "duplicate": 1, "refused": 1}

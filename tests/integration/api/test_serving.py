@@ -99,6 +99,7 @@ def test_api_workers_serve_and_a_dead_one_is_replaced(stack):
         timeout=10,
         what="no worker to outlive the server",
     )
+    assert not counted.exists(), "the workers' metric files are removed with the server"
     # Every process of the server logged JSON lines, uvicorn's own access lines too.
     lines = json_log_lines(process.log_path)
     assert {line["process"] for line in lines} >= {process.pid, *first}
