@@ -12,7 +12,7 @@ from api.broadcast import Broadcaster
 from api.commands import CommandSender
 from api.images import ImageLinks
 from projections.db import make_engine, make_sessionmaker
-from vigil.logs import KAFKA_LOGGING
+from schemas.topics import client_settings
 from vigil.settings import Settings
 
 
@@ -36,11 +36,7 @@ class Services:
             engine=engine,
             sessions=make_sessionmaker(engine),
             kafka_admin=AdminClient(
-                {
-                    "bootstrap.servers": settings.kafka_bootstrap_servers,
-                    "socket.timeout.ms": 5000,
-                    **KAFKA_LOGGING,
-                }
+                client_settings(settings.kafka_bootstrap_servers, {"socket.timeout.ms": 5000})
             ),
             settings=settings,
             commands=CommandSender.connect(

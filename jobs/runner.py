@@ -49,9 +49,8 @@ from schemas.jobs import (
     JobStarted,
     JobStatus,
 )
-from schemas.topics import JOBS, producer_settings
+from schemas.topics import JOBS, client_settings, producer_settings
 from streams.retry import RetryPolicy
-from vigil.logs import KAFKA_LOGGING
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +167,7 @@ class JobRunner:
         self._sender = CommandSender(self._producer, ack_timeout_s=PUBLISH_TIMEOUT_S)
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap_servers,
-                **KAFKA_LOGGING,
+                **client_settings(bootstrap_servers),
                 "group.id": group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",

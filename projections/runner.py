@@ -36,8 +36,7 @@ from projections.tables import ProjectionOffset, ProjectionReject
 from schemas.codec import UndecodableMessage, decode
 from schemas.jobs import RetentionApplied
 from schemas.reading import take
-from schemas.topics import EVENT_TOPICS, TopicSpec
-from vigil.logs import KAFKA_LOGGING
+from schemas.topics import EVENT_TOPICS, TopicSpec, client_settings
 from vigil.metrics import (
     PROJECTED,
     PROJECTOR_LAG,
@@ -85,8 +84,7 @@ class Projector:
         }
         self._consumer = Consumer(
             {
-                "bootstrap.servers": self.bootstrap_servers,
-                **KAFKA_LOGGING,
+                **client_settings(self.bootstrap_servers),
                 "group.id": self.consumer_name,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",

@@ -18,8 +18,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from schemas.codec import UndecodableMessage, decode
-from schemas.topics import TopicSpec
-from vigil.logs import KAFKA_LOGGING
+from schemas.topics import TopicSpec, client_settings
 
 # A message is produced right after its event is made; this much either side covers clocks
 # and queues when a range is looked up by message time.
@@ -50,8 +49,7 @@ def read_range(
     not be decoded."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap_servers,
-            **KAFKA_LOGGING,
+            **client_settings(bootstrap_servers),
             "group.id": f"vigil-replay-{uuid.uuid4().hex}",  # assigned, never committed
             "enable.auto.commit": False,
             "enable.partition.eof": True,

@@ -40,6 +40,14 @@ from schemas.system import (
 from vigil.logs import KAFKA_LOGGING
 
 
+def client_settings(
+    bootstrap_servers: str, settings: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A confluent-kafka client's configuration (consumer, producer or admin): its brokers,
+    and librdkafka's own log lines through logging (`vigil.logs.KAFKA_LOGGING`)."""
+    return {"bootstrap.servers": bootstrap_servers, **KAFKA_LOGGING, **(settings or {})}
+
+
 def producer_settings(
     bootstrap_servers: str, settings: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -47,12 +55,7 @@ def producer_settings(
     client's murmur2, as the workers' Faust (aiokafka) producer does. librdkafka's own default
     (CRC32) would put a camera's commands from the API or a job on another partition than its
     events, where a worker other than the one holding the camera's state would act on them."""
-    return {
-        "bootstrap.servers": bootstrap_servers,
-        "partitioner": "murmur2_random",
-        **KAFKA_LOGGING,
-        **(settings or {}),
-    }
+    return client_settings(bootstrap_servers, {"partitioner": "murmur2_random", **(settings or {})})
 
 
 def partition_for(key: str, partitions: int) -> int:

@@ -56,10 +56,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.envelope import Message as Event
 from schemas.reading import take
-from schemas.topics import WORKER_GROUP, TopicSpec, producer_settings
+from schemas.topics import WORKER_GROUP, TopicSpec, client_settings, producer_settings
 from streams.in_flight import InFlight, Pending
 from streams.stage import Handle, Outcome, Publish, Received, Stage
-from vigil.logs import KAFKA_LOGGING
 from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -521,8 +520,7 @@ class TransactionalStage:
         self._create_changelog()
         self._consumer = Consumer(
             {
-                "bootstrap.servers": self.settings.kafka_bootstrap_servers,
-                **KAFKA_LOGGING,
+                **client_settings(self.settings.kafka_bootstrap_servers),
                 "group.id": self.group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
@@ -553,9 +551,7 @@ class TransactionalStage:
             replication_factor=1,
             config={"cleanup.policy": "compact"},
         )
-        admin = AdminClient(
-            {"bootstrap.servers": self.settings.kafka_bootstrap_servers, **KAFKA_LOGGING}
-        )
+        admin = AdminClient(client_settings(self.settings.kafka_bootstrap_servers))
         try:
             admin.create_topics([wanted])[self.state.topic].result(30)
         except KafkaException as exc:
@@ -621,8 +617,7 @@ class TransactionalStage:
             return
         reader = Consumer(
             {
-                "bootstrap.servers": self.settings.kafka_bootstrap_servers,
-                **KAFKA_LOGGING,
+                **client_settings(self.settings.kafka_bootstrap_servers),
                 "group.id": self.continues,
                 "enable.auto.commit": False,
             }
@@ -687,8 +682,7 @@ class TransactionalStage:
             return
         reader = Consumer(
             {
-                "bootstrap.servers": self.settings.kafka_bootstrap_servers,
-                **KAFKA_LOGGING,
+                **client_settings(self.settings.kafka_bootstrap_servers),
                 "group.id": f"{self.group}-restore",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

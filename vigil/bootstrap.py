@@ -15,7 +15,7 @@ from confluent_kafka import (
 
 from projections.db import migrate
 from schemas.codec import UndecodableMessage, decode, encode
-from schemas.topics import ALL_TOPICS, PROMPTS, producer_settings
+from schemas.topics import ALL_TOPICS, PROMPTS, client_settings, producer_settings
 from vigil.settings import Settings
 
 # Kafka is the system of record: topics keep every event (no time or size retention).
@@ -50,7 +50,7 @@ def _end_offset(consumer: Consumer, partition: TopicPartition, timeout: float) -
 def configured_models(bootstrap: str, timeout: float = 10.0) -> set[str]:
     """Models that already have a prompt configuration on the prompts topic."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "vigil-init", "enable.auto.commit": False}
+        client_settings(bootstrap, {"group.id": "vigil-init", "enable.auto.commit": False})
     )
     try:
         end = _end_offset(consumer, TopicPartition(PROMPTS.name, 0), timeout)
