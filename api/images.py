@@ -55,9 +55,10 @@ def url_secret(settings: Settings) -> bytes:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process made it first
         return path.read_bytes()
+    secret = secrets.token_hex(32).encode()
     with os.fdopen(fd, "wb") as out:
-        out.write(secrets.token_hex(32).encode())
-    return path.read_bytes()
+        out.write(secret)
+    return secret
 
 
 @dataclass(frozen=True)
