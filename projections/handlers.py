@@ -57,13 +57,18 @@ _RECEIVED = ("camera_id", "file_path", "sha256", "size_bytes", "file_modified_at
 _DETECTED = ("status", "width", "height", "detection_count", "detected_at", "error")
 
 
+def _first_by(events: Sequence[Any], key: str) -> dict[str, Any]:
+    """The first event of each value of its `key` field, by that value, in order."""
+    first: dict[str, Any] = {}
+    for event in events:
+        first.setdefault(getattr(event, key), event)
+    return first
+
+
 def _first_per_image(events: Sequence[Any]) -> list[Any]:
     """The first event of each image (a later one of the same image changes nothing: each
     handler's upsert only fills a row that has not got its facts yet)."""
-    first: dict[str, Any] = {}
-    for event in events:
-        first.setdefault(event.image_id, event)
-    return list(first.values())
+    return list(_first_by(events, "image_id").values())
 
 
 def _excluded(columns: Sequence[str]) -> str:
@@ -385,7 +390,7 @@ def batches_opened(events: Sequence[BatchOpened], session: Session) -> None:
 
 _PROGRESS = text(
     "UPDATE batches SET detection_count = u.count, last_activity_at = u.at "
-    "FROM unnest(CAST(:batch_ids AS VARCHAR(64)[]), CAST(:counts AS INTEGER[]), "
+    "FROM unnest(CAST(:batch_ids AS TEXT[]), CAST(:counts AS INTEGER[]), "
     "CAST(:ats AS TIMESTAMP WITH TIME ZONE[])) AS u(batch_id, count, at) "
     "WHERE batches.batch_id = u.batch_id AND batches.status = 'aggregating' "
     "AND batches.detection_count < u.count"
@@ -434,9 +439,7 @@ _LINK_EVENTS = text(
 def batches_closed(events: Sequence[BatchClosed], session: Session) -> None:
     """Each batch completed by its first BatchClosed (a later one finds it completed), with
     its members."""
-    first: dict[str, BatchClosed] = {}
-    for event in events:
-        first.setdefault(event.batch_id, event)
+    first = _first_by(events, "batch_id")
     _BATCHES_CLOSED.execute(
         session,
         [
@@ -506,10 +509,9 @@ def security_events_recorded(events: Sequence[SecurityEventRecorded], session: S
     for event in events:
         if event.job_id is not None:
             _item_done(event.job_id, event.batch_id, event.occurred_at, session)
-    first: dict[str, SecurityEventRecorded] = {}
+    first = _first_by(events, "batch_id")
     newest: dict[str, SecurityEventRecorded] = {}
     for event in events:
-        first.setdefault(event.batch_id, event)
         seen = newest.get(event.batch_id)
         if seen is None or event.analysis_version > seen.analysis_version:
             newest[event.batch_id] = event

@@ -73,6 +73,8 @@ class Projector:
     # The cleanups' cut-offs, read at the start of every batch (another projector of the
     # group may have applied one).
     _retention: Retention = field(default_factory=Retention)
+    # Records kept as rejects in the transaction being applied, by topic.
+    _rejected: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self._by_name = {topic.name: topic for topic in self.topics}
@@ -207,8 +209,8 @@ class Projector:
 
     def _apply(self, messages: Sequence[Message], careful: bool) -> dict[tuple[str, int], int]:
         started = time.perf_counter()
-        self._applied: Counter[str] = Counter()
-        self._rejected: Counter[str] = Counter()
+        applied: Counter[str] = Counter()
+        self._rejected.clear()  # of this pass only: a refused batch is applied again
         advanced: dict[tuple[str, int], int] = {}
         run = _Run(self._runs)
         with Session(self.engine) as session, session.begin():
@@ -229,7 +231,7 @@ class Projector:
                     if event is not None:
                         self._apply_one(session, event, careful, message)
                 advanced[key] = offset + 1
-                self._applied[message.topic()] += 1
+                applied[message.topic()] += 1
             run.flush(session)
             for (topic, partition), next_offset in advanced.items():
                 session.execute(
@@ -246,7 +248,7 @@ class Projector:
                     )
                 )
         PROJECTOR_TRANSACTION.observe(time.perf_counter() - started)
-        for topic, n in self._applied.items():
+        for topic, n in applied.items():
             PROJECTED.labels(topic).inc(n)
         for topic, n in self._rejected.items():
             PROJECTOR_REJECTS.labels(topic).inc(n)
