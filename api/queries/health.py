@@ -9,7 +9,8 @@ import logging
 import ssl
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _TIMEOUT_S = 3.0
+
+T = TypeVar("T")
 
 
 def _elapsed_ms(started: float) -> float:
@@ -86,6 +89,13 @@ async def check_triton(url: str, models: Sequence[str]) -> TritonHealth:
     )
 
 
+def _answer(future: Future[T]) -> T:
+    """An admin request's answer, waited for no longer than its own timeout allows. The
+    admin client's futures have been seen never to resolve across a broker restart: a wait
+    without a bound held a health-check thread for good, and the answers went stale."""
+    return future.result(timeout=2 * _TIMEOUT_S)
+
+
 def _end_offsets(admin: AdminClient, topics: Sequence[TopicSpec]) -> dict[tuple[str, int], int]:
     metadata = admin.list_topics(timeout=_TIMEOUT_S)
     requests = {
@@ -97,7 +107,7 @@ def _end_offsets(admin: AdminClient, topics: Sequence[TopicSpec]) -> dict[tuple[
     if not requests:
         return {}
     futures = admin.list_offsets(requests, request_timeout=_TIMEOUT_S)
-    return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+    return {(tp.topic, tp.partition): _answer(f).offset for tp, f in futures.items()}
 
 
 def _lag_by_topic(
@@ -125,7 +135,7 @@ def group_lag(admin: AdminClient, group: str, topics: Sequence[TopicSpec]) -> di
     ends = _end_offsets(admin, topics)
     request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in ends])
     futures = admin.list_consumer_group_offsets([request], request_timeout=_TIMEOUT_S)
-    committed = futures[group].result().topic_partitions
+    committed = _answer(futures[group]).topic_partitions
     done = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed}
     return _lag_by_topic(ends, done, topics)
 

@@ -183,13 +183,16 @@ def test_broker_restart_needs_no_manual_step(
         what="a detection after the broker restart",
     )
     assert pipeline["worker"].alive() and pipeline["projector"].alive()
-    wait_for(
-        lambda: (
-            api_client.get("/api/system/health").json()["services"]["kafka"]["status"] == "healthy"
-        ),
-        timeout=60,
-        what="the API to see Kafka again",
-    )
+    answers = []
+
+    def kafka_healthy():
+        answers.append(api_client.get("/api/system/health").json())
+        return answers[-1]["services"]["kafka"]["status"] == "healthy"
+
+    try:
+        wait_for(kafka_healthy, timeout=60, what="the API to see Kafka again")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the last answer: {answers[-1]}") from None
 
 
 def test_decompression_bomb_is_dead_lettered_unread(pipeline, camera_root, engine):

@@ -5,11 +5,19 @@ hang)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import time
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
+
+import pytest
 
 from api.health_monitor import HealthMonitor, has_unhealthy_part
 from api.models import HealthResponse, ServiceHealth
+from api.queries import health
 from schemas.envelope import utcnow
+from schemas.topics import IMAGES
 
 
 def _healthy() -> HealthResponse:
@@ -66,3 +74,22 @@ async def test_an_answer_older_than_stale_after_is_unhealthy_with_its_age():
     assert health.error.startswith(f"the last health check completed {health.age_s:g} s ago")
     assert health.services["kafka"].status == "healthy"  # what it last saw, kept
     assert has_unhealthy_part(health)
+
+
+class _SilentAdmin:
+    """An admin client whose offset requests are never answered (fault injection: seen
+    across a broker restart), over a cluster of one single-partition topic."""
+
+    def list_topics(self, timeout):
+        return SimpleNamespace(topics={"vigil.images": SimpleNamespace(partitions={0: None})})
+
+    def list_offsets(self, requests, request_timeout):
+        return {tp: Future() for tp in requests}
+
+
+def test_an_admin_request_never_answered_gives_up_instead_of_holding_its_thread(monkeypatch):
+    monkeypatch.setattr(health, "_TIMEOUT_S", 0.05)
+    started = time.monotonic()
+    with pytest.raises(concurrent.futures.TimeoutError):
+        health.group_lag(_SilentAdmin(), "vigil-detect", [IMAGES])
+    assert time.monotonic() - started < 5
