@@ -34,6 +34,7 @@ from schemas.topics import (
     TopicSpec,
     producer_settings,
 )
+from vigil import tracing
 
 T = TypeVar("T")
 
@@ -121,6 +122,7 @@ class CommandSender:
                     message.topic,
                     key=message.key.encode() if message.key is not None else None,
                     value=message.value,
+                    headers=tracing.headers_for(tracing.traceparent()),
                     on_delivery=on_delivery(index),
                 )
             except (BufferError, KafkaException) as exc:

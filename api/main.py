@@ -28,12 +28,14 @@ from api.routes import (
 )
 from api.services import Services
 from api.text_input import storable_text
+from vigil import tracing
 from vigil.metrics import HttpMetrics
 from vigil.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    tracing.configure("vigil-api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,7 +73,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services.close()
 
     app = FastAPI(
-        title="Vigil", version="0.1.0", lifespan=lifespan, dependencies=[Depends(storable_text)]
+        title="Vigil",
+        version="0.1.0",
+        lifespan=lifespan,
+        dependencies=[Depends(storable_text)],
+        # Request spans (vigil.tracing configured the provider); metrics are Prometheus's
+        # (vigil.metrics) and logs are logging's.
+        telemetry={"metrics": False, "logs": False},
     )
     app.state.settings = settings
     errors.install(app)

@@ -37,6 +37,7 @@ from schemas.codec import UndecodableMessage, decode
 from schemas.jobs import RetentionApplied
 from schemas.reading import take
 from schemas.topics import EVENT_TOPICS, TopicSpec, client_settings
+from vigil import tracing
 from vigil.metrics import (
     PROJECTED,
     PROJECTOR_LAG,
@@ -209,6 +210,8 @@ class Projector:
 
     def _apply(self, messages: Sequence[Message], careful: bool) -> dict[tuple[str, int], int]:
         started = time.perf_counter()
+        started_ns = time.time_ns()
+        traced: list[tuple[Message, Any]] = []
         applied: Counter[str] = Counter()
         self._rejected.clear()  # of this pass only: a refused batch is applied again
         advanced: dict[tuple[str, int], int] = {}
@@ -224,6 +227,8 @@ class Projector:
                 if offset < self._positions.get(key, 0):
                     continue  # already applied before a restart or rebalance
                 event = self._decoded(session, message)
+                if event is not None and tracing.exporting():
+                    traced.append((message, event))
                 if event is not None and not careful and type(event) in self._runs:
                     run.add(event, session)
                 else:
@@ -248,12 +253,30 @@ class Projector:
                     )
                 )
         PROJECTOR_TRANSACTION.observe(time.perf_counter() - started)
+        self._record_spans(traced, started_ns)
         for topic, n in applied.items():
             PROJECTED.labels(topic).inc(n)
         for topic, n in self._rejected.items():
             PROJECTOR_REJECTS.labels(topic).inc(n)
         self._positions.update(advanced)
         return advanced
+
+    def _record_spans(self, traced: list[tuple[Message, Any]], started_ns: int) -> None:
+        """Each projected record as a span of its message's trace, lasting the transaction
+        that applied it (records are applied in runs, not one at a time)."""
+        ended_ns = time.time_ns()
+        for message, event in traced:
+            tracing.record_span(
+                f"project {message.topic()}",
+                message.headers(),
+                getattr(event, "trace_id", None),
+                started_ns,
+                ended_ns,
+                {
+                    "messaging.destination.name": message.topic(),
+                    "vigil.consumer": self.consumer_name,
+                },
+            )
 
     def _decoded(self, session: Session, message: Message) -> Any | None:
         """The record's event; None if it is kept as a reject (undecodable) or a cleanup

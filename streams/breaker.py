@@ -14,7 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
+from opentelemetry.trace import SpanKind
+
 from streams.errors import ModelUnavailable, PermanentError
+from vigil import tracing
 from vigil.metrics import BREAKER_STATE, BREAKER_STATES, MODEL_CALLS
 
 T = TypeVar("T")
@@ -102,7 +105,10 @@ class CircuitBreaker:
             raise
         started = time.perf_counter()
         try:
-            result = await call()
+            with tracing.tracer().start_as_current_span(
+                f"infer {self.name}", kind=SpanKind.CLIENT, attributes={"vigil.model": self.name}
+            ):
+                result = await call()
         except PermanentError:
             timed(self.name, "bad_input").observe(time.perf_counter() - started)
             self.record_success()

@@ -64,7 +64,7 @@ class InFlight:
         handler decides on no message (an undecodable one's dead letter)."""
         self.raise_if_stopped()
         await self._slots.acquire()
-        outcome = asyncio.ensure_future(self.stage.decide(message, handle))
+        outcome = asyncio.ensure_future(self.stage.decide(message, handle, received))
         self._pending.append(Pending(received, message, outcome))
         self._arrived.set()
 

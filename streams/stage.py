@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -29,8 +29,10 @@ from schemas.envelope import Message
 from schemas.topics import DEAD_LETTER_TOPICS, TOPICS_BY_NAME, TopicSpec
 from streams.dead_letters import dead_letter
 from streams.retry import RetryExhausted
+from vigil import tracing
 from vigil.logs import context_of, message_context
 from vigil.metrics import BATCH_DETECTIONS, STAGE_IN_FLIGHT, STAGE_MESSAGES
+from vigil.tracing import Headers
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ class Publish:
     topic: TopicSpec
     key: str | None
     message: Message
+    # The span that decided it, as its `traceparent` Kafka header (None: no header).
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class Outcome:
     publish: tuple[Publish, ...] = ()
     failure: Failure | None = None
     state: Any = None
+    # The span of the decision: what is published of it continues that trace.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,7 @@ class Received:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: Headers | None = None
 
 
 Handle = Callable[[], Outcome | Awaitable[Outcome]]
@@ -119,10 +126,23 @@ class Stage:
             key = received.key.decode(errors="replace") if received.key else None
             return self.dead_letter(received, Failure(exc), camera_id=key)
 
-    async def decide(self, message: Message | None, handle: Handle) -> Outcome:
+    async def decide(
+        self, message: Message | None, handle: Handle, received: Received | None = None
+    ) -> Outcome:
         """What the handler decided. What it raises is unexpected (it returns the failures it
         expects): that is an outcome that dead-letters the input with the error's type and
-        text, and records nothing."""
+        text, and records nothing. With the `received` message, the decision is a span of the
+        message's trace, and the outcome names it."""
+        if received is None:
+            return await self._decide(message, handle)
+        trace_id = getattr(message, "trace_id", None)
+        name = f"{self.name} {received.topic}"
+        attributes = {"messaging.destination.name": received.topic, "vigil.stage": self.name}
+        with tracing.consuming(name, received.headers, trace_id, attributes):
+            outcome = await self._decide(message, handle)
+            return replace(outcome, traceparent=tracing.traceparent())
+
+    async def _decide(self, message: Message | None, handle: Handle) -> Outcome:
         in_flight = STAGE_IN_FLIGHT.labels(self.name)
         in_flight.inc()
         try:
@@ -138,8 +158,12 @@ class Stage:
         return outcome
 
     def publications(self, received: Received, message: Message, outcome: Outcome) -> list[Publish]:
-        """What `outcome` publishes, in order: its messages, then the input's dead letter."""
-        items = list(outcome.publish)
+        """What `outcome` publishes, in order: its messages, then the input's dead letter,
+        each continuing the decision's trace unless it names a span of its own."""
+        items = [
+            item if item.traceparent else replace(item, traceparent=outcome.traceparent)
+            for item in outcome.publish
+        ]
         STAGE_MESSAGES.labels(self.name, "out").inc(len(items))
         for item in items:
             if isinstance(item.message, BatchClosed):
@@ -157,14 +181,13 @@ class Stage:
                 outcome.failure.error,
                 extra=context_of(message),
             )
-            items.append(
-                self.dead_letter(
-                    received,
-                    outcome.failure,
-                    camera_id=getattr(message, "camera_id", None),
-                    trace_id=getattr(message, "trace_id", None),
-                )
+            letter = self.dead_letter(
+                received,
+                outcome.failure,
+                camera_id=getattr(message, "camera_id", None),
+                trace_id=getattr(message, "trace_id", None),
             )
+            items.append(replace(letter, traceparent=outcome.traceparent))
         return items
 
     def dead_letter(

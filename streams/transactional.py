@@ -59,6 +59,7 @@ from schemas.reading import take
 from schemas.topics import WORKER_GROUP, TopicSpec, client_settings, producer_settings
 from streams.in_flight import InFlight, Pending
 from streams.stage import Handle, Outcome, Publish, Received, Stage
+from vigil import tracing
 from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -296,6 +297,7 @@ class TransactionalStage:
             offset=message.offset(),
             key=message.key(),
             value=message.value(),
+            headers=message.headers(),
         )
         spec, route = self._inputs[source.topic]
         parsed = self.stage.parse(source, spec)
@@ -408,6 +410,7 @@ class TransactionalStage:
                     item.topic.name,
                     item.key.encode() if item.key is not None else None,
                     item.topic.encode(item.message),
+                    headers=tracing.headers_for(item.traceparent),
                 )
             if record is not None and state is not None:
                 key, value = state.write(record.key, record.value, source.partition)
@@ -415,11 +418,20 @@ class TransactionalStage:
             self._uncommitted[tp] = offset
             return True
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes, partition: int = -1) -> None:
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int = -1,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         assert self._producer is not None
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, partition=partition)
+                self._producer.produce(
+                    topic, value=value, key=key, partition=partition, headers=headers
+                )
                 return
             except BufferError:
                 self._producer.poll(0.05)  # the local queue is full: let it drain

@@ -14,9 +14,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from opentelemetry.trace import Span, SpanKind
 from watchfiles import Change, awatch
 
 from schemas.images import ImageReceived, image_id_for
@@ -26,6 +28,7 @@ from streams.dead_letters import dead_letter
 from streams.stage import Publish
 from streams.watcher import CompleteUpload, FolderWatcher, Rejected
 from streams.wiring import Wiring
+from vigil import tracing
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,16 @@ def image_received(upload: CompleteUpload, producer: str) -> ImageReceived:
         file_modified_at=upload.modified_at,
         producer=producer,
     )
+
+
+def started_trace(item: Publish, span: Span) -> Publish:
+    """`item` as the first message of `span`'s trace: its envelope names the trace, its
+    header the span."""
+    trace_id = tracing.trace_id_of(span)
+    if trace_id is None:
+        return item
+    message = item.message.model_copy(update={"trace_id": trace_id})
+    return replace(item, message=message, traceparent=tracing.traceparent())
 
 
 def rejection(reject: Rejected, producer: str) -> Publish:
@@ -105,7 +118,15 @@ def register(wiring: Wiring) -> None:
         found = announcements(uploads, rejected, producer)
         for index, (finding, item) in enumerate(found):
             try:
-                await wiring.publish(item)
+                with tracing.tracer().start_as_current_span(
+                    "watcher report",
+                    kind=SpanKind.PRODUCER,
+                    attributes={
+                        "vigil.camera_id": finding.camera_id,
+                        "file.path": str(finding.path),
+                    },
+                ) as span:
+                    await wiring.publish(started_trace(item, span))
             except BaseException:
                 for unsent, _ in found[index:]:
                     if isinstance(unsent, CompleteUpload):

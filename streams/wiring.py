@@ -12,6 +12,7 @@ import faust
 from schemas.topics import TopicSpec
 from streams.stage import Publish
 from streams.transactional import TransactionalStage
+from vigil import tracing
 from vigil.settings import Settings
 
 
@@ -37,7 +38,10 @@ class Wiring:
         """Send and wait for the broker's acknowledgement."""
         value = item.topic.encode(item.message)
         key = item.key.encode() if item.key is not None else None
-        pending = await self.topic(item.topic).send(key=key, value=value, force=True)
+        headers = tracing.headers_for(item.traceparent)
+        pending = await self.topic(item.topic).send(
+            key=key, value=value, headers=headers, force=True
+        )
         await pending
 
     def run_stage(self, stage: TransactionalStage) -> None:

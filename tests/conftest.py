@@ -120,3 +120,25 @@ def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.section("slowest modules (setup, calls and teardown)")
     for module, seconds in slowest:
         terminalreporter.write_line(f"{seconds:8.1f}s  {module}")
+
+
+@pytest.fixture(scope="session")
+def span_exporter():
+    """Every span this test process records, in memory (the exporter is added to the process's
+    tracer provider once; `spans` clears it per test)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from vigil import tracing
+
+    tracing.configure("vigil-tests")
+    exporter = InMemorySpanExporter()
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+@pytest.fixture
+def spans(span_exporter):
+    span_exporter.clear()
+    return span_exporter

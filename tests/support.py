@@ -442,3 +442,89 @@ def fresh_read_models(database_url: str, prefix: str, count: int) -> Iterator[li
             fresh.dispose()
         for schema in schemas:
             drop_schema(database_url, schema)
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    service: str
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP traces endpoint on loopback (what a collector is to the processes that
+    export to it): keeps every span it is sent. `endpoint` goes in
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        self.spans: list[ReceivedSpan] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = ExportTraceServiceRequest.FromString(body)
+                receiver._keep(request)
+                answer = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}/v1/traces"
+
+    def _keep(self, request) -> None:
+        def value(any_value):
+            return getattr(any_value, any_value.WhichOneof("value"))
+
+        for resource_spans in request.resource_spans:
+            resource = {a.key: value(a.value) for a in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    self.spans.append(
+                        ReceivedSpan(
+                            service=resource.get("service.name", ""),
+                            name=span.name,
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_span_id=span.parent_span_id.hex() or None,
+                            start_ns=span.start_time_unix_nano,
+                            end_ns=span.end_time_unix_nano,
+                            attributes={a.key: value(a.value) for a in span.attributes},
+                        )
+                    )
+
+    def of_trace(self, trace_id: str) -> list[ReceivedSpan]:
+        return [span for span in list(self.spans) if span.trace_id == trace_id]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def otlp_env(receiver: OtlpReceiver) -> dict[str, str]:
+    """What makes a process export its spans to `receiver`, promptly."""
+    return {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }

@@ -44,6 +44,13 @@ def _serve_metrics(host: str, port: int) -> None:
         start_http_server(port, addr=host)
 
 
+def _tracing(service: str) -> None:
+    """This process's traces, exported as the OTEL_* variables say (vigil.tracing)."""
+    from vigil import tracing
+
+    tracing.configure(service)
+
+
 def _state_dir() -> Path:
     return Path(os.environ.get("VIGIL_STATE_DIR", cache_dir() / "state"))
 
@@ -58,6 +65,7 @@ def worker() -> None:
 
     settings = get_settings()
     _serve_metrics(settings.metrics_host, settings.worker_metrics_port)
+    _tracing("vigil-worker")
     faust.Worker(
         create_worker_app(settings),
         loglevel="INFO",
@@ -84,6 +92,7 @@ def projector() -> None:
         session_timeout_s=settings.projector_session_timeout_s,
     )
     _serve_metrics(settings.metrics_host, settings.projector_metrics_port)
+    _tracing("vigil-projector")
     settle_heap()
     runner.run(stop)
 
@@ -97,6 +106,7 @@ def runner() -> None:
 
     _logging()
     settings = get_settings()
+    _tracing("vigil-runner")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

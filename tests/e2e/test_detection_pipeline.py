@@ -8,6 +8,7 @@ import shutil
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,10 +21,12 @@ from schemas.codec import encode
 from schemas.images import ImageReceived, image_id_for
 from schemas.topics import DETECTION_COMMANDS, IMAGES, STAGE_INPUTS
 from tests.support import (
+    OtlpReceiver,
     drop,
     json_log_lines,
     metric,
     new_camera_id,
+    otlp_env,
     publish,
     read_topic,
     sha256_of,
@@ -53,12 +56,21 @@ def camera_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pipeline(stack, camera_root):
-    """The worker and the projector, by role (a test may replace the worker)."""
+def otlp() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="module")
+def pipeline(stack, camera_root, otlp):
+    """The worker and the projector, by role (a test may replace the worker), exporting
+    their spans to `otlp`."""
     env = {
         "CAMERA_ROOT": str(camera_root),
         "WORKER_METRICS_PORT": str(free_port()),
         **PIPELINE_ENV,
+        **otlp_env(otlp),
     }
     processes = {
         "env": env,
@@ -309,6 +321,68 @@ def test_the_worker_counts_its_stages_model_calls_and_breakers(
     assert moved("vigil_model_call_seconds_count", model="centernet", outcome="ok") >= 1
     assert metric(after, "vigil_circuit_breaker_state", model="centernet") == 0
     assert 'vigil_stage_in_flight{stage="detection"}' in after
+
+
+def test_one_image_is_one_trace_from_the_watcher_to_the_projector(
+    pipeline, otlp, camera_root, api_client, samples, spans
+):
+    camera_id = new_camera_id("trace")
+    drop(camera_root, camera_id, "bus.jpg", samples["bus.jpg"].read_bytes())
+    [detection, *_] = wait_for(
+        lambda: detections_for(api_client, camera_id), timeout=90, what="detections"
+    )
+
+    def reported():
+        return [
+            span
+            for span in otlp.spans
+            if span.name == "watcher report" and span.attributes["vigil.camera_id"] == camera_id
+        ]
+
+    [report] = wait_for(reported, timeout=30, what="the watcher's span")
+    # (service, span) -> the span it nests in; one of each, in this one trace.
+    nesting = {
+        ("vigil-worker", "detection vigil.images"): "watcher report",
+        ("vigil-worker", "infer centernet"): "detection vigil.images",
+        ("vigil-worker", "enrichment vigil.detections"): "detection vigil.images",
+        ("vigil-worker", "infer crop-attributes"): "enrichment vigil.detections",
+        ("vigil-worker", "analysis vigil.enrichments"): "enrichment vigil.detections",
+        ("vigil-projector", "project vigil.images"): "watcher report",
+        ("vigil-projector", "project vigil.detections"): "detection vigil.images",
+        ("vigil-projector", "project vigil.enrichments"): "enrichment vigil.detections",
+    }
+
+    def the_trace():
+        by_name = {}
+        for span in otlp.of_trace(report.trace_id):
+            by_name.setdefault((span.service, span.name), span)
+        return by_name if set(nesting) <= set(by_name) else None
+
+    traced = wait_for(the_trace, timeout=30, what="every stage's span of the image's trace")
+    assert report.parent_span_id is None and report.service == "vigil-worker"
+    named = {name: span for (_, name), span in traced.items()}
+    for (service, name), parent_name in nesting.items():
+        span, parent = traced[service, name], named[parent_name]
+        assert span.parent_span_id == parent.span_id, f"{name} is not under {parent_name}"
+        assert span.start_ns >= parent.start_ns, f"{name} starts before {parent_name}"
+    assert traced["vigil-worker", "detection vigil.images"].attributes["vigil.stage"] == "detection"
+
+    # The API request that reads the result, sent within the trace, is a span of it.
+    traceparent = f"00-{report.trace_id}-{report.span_id}-01"
+    reply = api_client.get(
+        f"/api/detections/{detection['id']}", headers={"traceparent": traceparent}
+    )
+    assert reply.status_code == 200, reply.text
+    [request] = [
+        span
+        for span in spans.get_finished_spans()
+        if format(span.context.trace_id, "032x") == report.trace_id and span.kind.name == "SERVER"
+    ]
+    assert (request.name, request.kind.name) == ("GET /api/detections/{detection_id}", "SERVER")
+    assert format(request.parent.span_id, "016x") == report.span_id
+    assert request.attributes["http.response.status_code"] == 200
+    inside = [span.name for span in spans.get_finished_spans() if span.parent == request.context]
+    assert "fastapi.endpoint" in inside  # the request's own work nests in it
 
 
 def test_the_worker_and_the_projector_log_json_lines_naming_the_image(
