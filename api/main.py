@@ -17,6 +17,7 @@ from api.queries.health import check_all
 from api.routes import (
     ai_audit,
     batches,
+    console,
     detections,
     dlq,
     enrichment,
@@ -105,4 +106,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         system.metrics,
     ):
         app.include_router(router)
+    console.install(app)
     return app
