@@ -1,4 +1,5 @@
-# One image for the worker, the projector and the API (`vigil worker|projector|api`).
+# One image for the worker, the projector, the runner and the API
+# (`vigil worker|projector|runner|api`).
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml ./
@@ -7,5 +8,7 @@ COPY streams streams
 COPY api api
 COPY projections projections
 COPY schemas schemas
+COPY jobs jobs
+COPY bench bench
 RUN pip install --no-cache-dir .
 ENTRYPOINT ["vigil"]

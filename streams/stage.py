@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -31,7 +32,7 @@ from streams.dead_letters import dead_letter
 from streams.retry import RetryExhausted
 from vigil import tracing
 from vigil.logs import context_of, message_context
-from vigil.metrics import BATCH_DETECTIONS, STAGE_IN_FLIGHT, STAGE_MESSAGES
+from vigil.metrics import BATCH_DETECTIONS, STAGE_DECISIONS, STAGE_IN_FLIGHT, STAGE_MESSAGES
 from vigil.tracing import Headers
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,13 @@ class Stage:
     name: StageName
     producer: str
 
+    def __post_init__(self) -> None:
+        # Every series of the stage exists from the start, at 0: a rate over a counter that
+        # appears only at its first message misses that message.
+        for direction in ("in", "out", "dead_lettered"):
+            STAGE_MESSAGES.labels(self.name, direction)
+        STAGE_IN_FLIGHT.labels(self.name)
+
     @property
     def dead_letter_topic(self) -> TopicSpec:
         return DEAD_LETTER_TOPICS[self.name]
@@ -133,13 +141,15 @@ class Stage:
         expects): that is an outcome that dead-letters the input with the error's type and
         text, and records nothing. With the `received` message, the decision is a span of the
         message's trace, and the outcome names it."""
-        if received is None:
+        if received is None or received.value is None:  # no message: a partition's end
             return await self._decide(message, handle)
         trace_id = getattr(message, "trace_id", None)
         name = f"{self.name} {received.topic}"
         attributes = {"messaging.destination.name": received.topic, "vigil.stage": self.name}
+        started = time.perf_counter()
         with tracing.consuming(name, received.headers, trace_id, attributes):
             outcome = await self._decide(message, handle)
+            STAGE_DECISIONS.labels(self.name).observe(time.perf_counter() - started)
             return replace(outcome, traceparent=tracing.traceparent())
 
     async def _decide(self, message: Message | None, handle: Handle) -> Outcome:

@@ -528,3 +528,12 @@ def otlp_env(receiver: OtlpReceiver) -> dict[str, str]:
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "200",
     }
+
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+
+
+def dashboard_expressions() -> list[str]:
+    """The PromQL of every panel of the Grafana dashboard docker-compose.yml ships."""
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "vigil.json").read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]

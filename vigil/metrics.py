@@ -72,6 +72,13 @@ STAGE_IN_FLIGHT = Gauge(
     ["stage"],
     multiprocess_mode="livesum",
 )
+STAGE_DECISIONS = Histogram(
+    "vigil_stage_decision_seconds",
+    "Time from a stage taking a message in to its outcome being decided (model calls and "
+    "retries included; publishing not)",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 MODEL_CALLS = Histogram(
     "vigil_model_call_seconds",
     "Time of a call to a model on Triton, by model and outcome (ok, bad_input: the model "

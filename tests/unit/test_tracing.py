@@ -95,6 +95,13 @@ async def test_without_the_received_message_no_span_is_made(spans):
     assert spans.get_finished_spans() == () and outcome.traceparent is None
 
 
+async def test_the_end_of_a_partition_is_no_span(spans):
+    # What the transactional stage submits to move an offset past a partition's end.
+    end = Received(IMAGES.name, 0, 7, None, None)
+    await STAGE.decide(None, Outcome, end)
+    assert spans.get_finished_spans() == ()
+
+
 def test_an_unknown_exporter_is_refused_naming_it():
     with pytest.raises(tracing.UnknownExporter, match="'jaeger'"):
         tracing._exporter("jaeger")
