@@ -40,12 +40,13 @@ def camera_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def console(stack, camera_root) -> Iterator[dict]:
-    """The worker, the projector and the API as processes; the console's address."""
+    """The worker, the projector, the job runner and the API as processes; the console's
+    address."""
     port = free_port()
     env = {"CAMERA_ROOT": str(camera_root), "API_PORT": str(port), **PIPELINE_ENV}
     processes = {
         role: stack.start_app(role, name=f"console-{role}", **env)
-        for role in ("worker", "projector", "api")
+        for role in ("worker", "projector", "runner", "api")
     }
     url = f"http://127.0.0.1:{port}"
 
@@ -58,7 +59,7 @@ def console(stack, camera_root) -> Iterator[dict]:
     wait_for(answers, timeout=60, what="the API serving the console")
     handles = {"url": url, "env": env, "stack": stack, **processes}
     yield handles
-    for role in ("api", "projector", "worker"):  # the worker: the one running now
+    for role in ("api", "runner", "projector", "worker"):  # the worker: the one running now
         handles[role].stop()
         stack.apps.remove(handles[role])
 
@@ -204,6 +205,30 @@ def test_a_dead_letter_is_requeued_with_the_key_and_refused_without(
         restarted = console["stack"].start_app("worker", name="console-worker", **console["env"])
         console["stack"].apps.remove(console["worker"])
         console["worker"] = restarted
+
+
+def test_a_job_asked_for_elsewhere_runs_to_completion_on_the_jobs_page(console, browser):
+    browser.get(f"{console['url']}/#/jobs")
+    wait_for(lambda: "live" in text_of(browser, "h1"), timeout=30, what="the jobs feed")
+    browser.execute_script("window.vigilLoadedOnce = true")
+    asked = httpx.post(
+        f"{console['url']}/api/events/export",
+        json={"camera_id": new_camera_id("nothing"), "format": "jsonl"},
+        headers={"X-API-Key": API_KEY},
+        timeout=30,
+    )
+    assert asked.status_code == 202, asked.text
+    job_id = asked.json()["job_id"]
+    row = f'#jobs tr[data-item="{job_id}"]'
+
+    def completed() -> str | None:
+        cells = [cell.text for cell in found(browser, f"{row} td")]
+        return cells if cells and cells[1] == "completed" else None
+
+    cells = wait_for(completed, timeout=60, what="the export completed on the page")
+    assert cells[0] == "export" and cells[2].endswith("100 %"), cells
+    assert browser.execute_script("return window.vigilLoadedOnce === true")
+    assert not found(browser, f"{row} button"), "no cancel or abort on a finished job"
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,8 @@ def _found(programs: Sequence[str]) -> dict[str, Path] | None:
 
 
 def _apt(*args: str) -> None:
-    command = ["apt-get", *args]
+    # Waits for another apt (another checkout's tests installing too) rather than failing.
+    command = ["apt-get", "-o", "DPkg::Lock::Timeout=600", *args]
     if os.geteuid() != 0:
         if shutil.which("sudo") is None:
             raise PackageUnavailable(f"`{' '.join(command)}` needs root (or sudo): run it once")
