@@ -393,8 +393,17 @@ class JobFeed(TopicFeed[JobEventAt]):
         return f"the {item.event.event_type} of job {item.event.job_id}"
 
 
+# How long a feed's consumer may take to stop. One stopped while it was still starting (a
+# server told to stop right after it started) has been seen never to finish stopping, which
+# held the API worker's shutdown and its server's with it.
+STOP_TIMEOUT_S = 5.0
+
+
 async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
     try:
-        await consumer.stop()
+        async with asyncio.timeout(STOP_TIMEOUT_S):
+            await consumer.stop()
+    except TimeoutError:
+        log.warning("feed consumer did not stop within %.0f s; left behind", STOP_TIMEOUT_S)
     except Exception:
         log.exception("feed consumer did not stop cleanly")

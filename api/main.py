@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -32,6 +32,11 @@ from api.text_input import storable_text
 from vigil import tracing
 from vigil.metrics import HttpMetrics
 from vigil.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# How long the app's shutdown waits for its feeds and health monitor to stop.
+SHUTDOWN_WAIT_S = 6.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -68,9 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             for task in feed_tasks:
                 task.cancel()
-            for task in feed_tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Bounded: a server stops even when a feed does not (its server waits for it).
+            _, stuck = await asyncio.wait(feed_tasks, timeout=SHUTDOWN_WAIT_S)
+            for task in stuck:
+                log.warning("%s did not stop within %.0f s", task.get_name(), SHUTDOWN_WAIT_S)
             services.close()
 
     app = FastAPI(

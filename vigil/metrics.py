@@ -26,6 +26,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from vigil.devservices.procs import pid_alive
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 HTTP_REQUESTS = Counter(
@@ -122,7 +124,12 @@ def exposition() -> tuple[bytes, str]:
 
 def fresh_multiprocess_dir(path: Path) -> None:
     """Point the multiprocess mode at `path`, emptied (files of an earlier run would add to
-    this one's counts). To be called before prometheus-client is imported by the workers."""
+    this one's counts). To be called before prometheus-client is imported by the workers.
+    Its siblings named by the pid of a server no longer running (one killed outright) go."""
+    if path.parent.is_dir():
+        for sibling in path.parent.iterdir():
+            if sibling.name.isdigit() and not pid_alive(int(sibling.name)):
+                shutil.rmtree(sibling, ignore_errors=True)
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     os.environ[MULTIPROC_ENV] = str(path)

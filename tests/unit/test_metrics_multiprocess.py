@@ -35,3 +35,24 @@ def test_the_scrape_adds_up_every_workers_counts(tmp_path):
     assert metric(served, "vigil_http_requests_total", **labels) == 7
     alone = _python(SCRAPE, {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"})
     assert metric(alone, "vigil_http_requests_total", **labels) == 0
+
+
+def test_a_fresh_directory_removes_those_of_servers_no_longer_running(tmp_path, monkeypatch):
+    import os
+    import subprocess
+
+    from vigil.metrics import MULTIPROC_ENV, fresh_multiprocess_dir
+
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead = tmp_path / str(finished.pid)
+    alive = tmp_path / str(os.getppid())
+    other = tmp_path / "notes"
+    for folder in (dead, alive, other):
+        folder.mkdir()
+        (folder / "counter_1.db").write_bytes(b"")
+    fresh_multiprocess_dir(tmp_path / str(os.getpid()))
+    assert not dead.exists()
+    assert alive.exists() and other.exists()
+    assert os.environ[MULTIPROC_ENV] == str(tmp_path / str(os.getpid()))

@@ -58,7 +58,7 @@ def wait_until(
     raise TimeoutError(f"{what}: not ready after {timeout:.0f}s")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -79,7 +79,7 @@ def kill_process_group(pid: int, *, grace: float = 10.0) -> None:
         try:
             finished, _ = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:  # not our child: poll the pid instead
-            finished = 0 if _pid_alive(pid) else pid
+            finished = 0 if pid_alive(pid) else pid
         if finished == pid:
             return
         time.sleep(0.1)
@@ -103,7 +103,7 @@ class ManagedProcess:
     def alive(self) -> bool:
         if self.popen is not None:
             return self.popen.poll() is None
-        return _pid_alive(self.pid)
+        return pid_alive(self.pid)
 
     def stop(self, *, grace: float = 10.0) -> None:
         kill_process_group(self.pid, grace=grace)
@@ -157,7 +157,7 @@ def reap_leftover(pid_path: Path) -> None:
     except (FileNotFoundError, ValueError):
         pid_path.unlink(missing_ok=True)
         return
-    if _pid_alive(pid) and started and _start_time(pid) == started:
+    if pid_alive(pid) and started and _start_time(pid) == started:
         kill_process_group(pid, grace=5.0)
     pid_path.unlink(missing_ok=True)
 
