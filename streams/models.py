@@ -38,7 +38,11 @@ class Models:
             ),
             enricher=TritonEnricher(url, settings.enricher_model, timeout_s=timeout),
             analyst=TritonAnalyst(
-                url, settings.analyst_model, timeout_s=settings.analyst_timeout_s
+                url,
+                settings.analyst_model,
+                timeout_s=settings.analyst_timeout_s,
+                grpc_url=settings.triton_grpc,
+                protocol=settings.analyst_protocol,
             ),
             make_detector=lambda name, version: TritonDetector(url, name, version or "", timeout),
         )

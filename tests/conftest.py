@@ -26,7 +26,8 @@ os.environ.setdefault("WORKER_SESSION_TIMEOUT_S", "8")
 os.environ.setdefault("PROJECTOR_SESSION_TIMEOUT_S", "8")
 os.environ.setdefault("TRANSACTION_TIMEOUT_S", "5")
 
-# Triton models of the tests: fault injection (a model that answers badly or errors) and
+# Triton models of the tests: fault injection (a model that answers badly or errors, in the
+# CPU analyst's contract and in the vLLM backend's) and
 # `centernet-strict`, a second real detector configuration to reprocess images with.
 FAULT_MODELS = Path(__file__).with_name("triton_models")
 
@@ -40,6 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         triton_models=(
             *LOCAL_MODELS,
             "scripted-analyst",
+            "vllm-analyst",
             "faulty-detector",
             "faulty-enricher",
             "centernet-strict",

@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     database_url: str = "postgresql+psycopg://vigil:vigil@127.0.0.1:5432/vigil"
     triton_url: str = "127.0.0.1:8000"
+    # Triton's gRPC endpoint; empty: TRITON_URL's host on port 8001 (Triton's default).
+    triton_grpc_url: str = ""
     triton_timeout_s: float = Field(default=30.0, gt=0)
 
     detector_model: str = "centernet"
@@ -28,6 +30,10 @@ class Settings(BaseSettings):
     # Whose prompt configuration the analyst uses (the API's /prompt-config/{model}).
     analyst_prompt: str = "nemotron"
     analyst_timeout_s: float = Field(default=120.0, gt=0)
+    # Which contract the analyst model speaks: `python` (the CPU nemotron's SYSTEM_PROMPT,
+    # PROMPT ... over HTTP), `vllm` (Triton's vLLM backend: a rendered prompt and sampling
+    # parameters, answered over a gRPC stream), or `auto`: read from the model's configuration.
+    analyst_protocol: Literal["auto", "python", "vllm"] = "auto"
     # An evaluation re-runs an analysis this many times (each with its own seed) to measure
     # its consistency, and lets the judge answer in at most this many tokens.
     evaluation_repeats: int = Field(default=2, ge=2, le=10)
@@ -144,6 +150,14 @@ class Settings(BaseSettings):
     @property
     def kafka_url(self) -> str:
         return f"kafka://{self.kafka_bootstrap_servers}"
+
+    @property
+    def triton_grpc(self) -> str:
+        """Triton's gRPC endpoint (host:port)."""
+        if self.triton_grpc_url:
+            return self.triton_grpc_url
+        host = self.triton_url.split("://", 1)[-1].rsplit(":", 1)[0]
+        return f"{host}:8001"
 
 
 @lru_cache

@@ -1,7 +1,10 @@
 """Fault injection at the analysis stage: answers that are not valid JSON, out of range or
 self-contradictory, and a failing model. Each leads to no event, a failed batch, an audit
-record per attempt, and a dead letter holding the raw answer. The analyst is the
-`scripted-analyst` fault model on the real Triton; everything else is real."""
+record per attempt, and a dead letter holding the raw answer. The analyst is a scripted
+fault model on the real Triton, in each of the two contracts the analyst speaks: the CPU
+nemotron's (`scripted-analyst`, one HTTP infer) and the vLLM backend's (`vllm-analyst`,
+decoupled, over a gRPC stream); every test runs against both, and both must come out the
+same. Everything else is real."""
 
 from __future__ import annotations
 
@@ -14,7 +17,6 @@ from schemas.topics import BATCHES
 from tests.support import drop, new_camera_id, wait_for
 
 FAULT_ENV = {
-    "ANALYST_MODEL": "scripted-analyst",
     "FILE_STABLE_S": "0.3",
     "WATCH_INTERVAL_S": "0.25",
     "RETRY_BASE_DELAY_S": "0.1",
@@ -29,14 +31,20 @@ def camera_root(tmp_path_factory):
     return tmp_path_factory.mktemp("fault-cameras")
 
 
+@pytest.fixture(scope="module", params=["scripted-analyst", "vllm-analyst"])
+def analyst(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def pipeline(stack, camera_root):
-    env = {"CAMERA_ROOT": str(camera_root), **FAULT_ENV}
-    worker = stack.start_app("worker", name="faults-worker", **env)
-    projector = stack.start_app("projector", name="faults-projector", **env)
+def pipeline(stack, camera_root, analyst):
+    env = {"CAMERA_ROOT": str(camera_root), "ANALYST_MODEL": analyst, **FAULT_ENV}
+    worker = stack.start_app("worker", name=f"faults-worker-{analyst}", **env)
+    projector = stack.start_app("projector", name=f"faults-projector-{analyst}", **env)
     yield
-    projector.stop()
-    worker.stop()
+    for process in (projector, worker):
+        process.stop()
+        stack.apps.remove(process)
 
 
 def analysis_letters(engine, camera_id: str) -> list[DeadLetterRow]:
@@ -109,15 +117,11 @@ def test_failing_model_is_dead_lettered_without_an_answer(pipeline, camera_root,
     assert events(engine, camera_id) == []
 
 
-def test_valid_scripted_answer_becomes_an_event(pipeline, camera_root, engine, samples):
+def test_valid_scripted_answer_becomes_an_event(pipeline, analyst, camera_root, engine, samples):
     camera_id = new_camera_id("valid")
     drop(camera_root, camera_id, "bus.jpg", samples["bus.jpg"].read_bytes())
     [event] = wait_for(lambda: events(engine, camera_id), timeout=120, what="the event")
-    assert (event.risk_score, event.risk_level, event.model_name) == (
-        42,
-        "medium",
-        "scripted-analyst",
-    )
+    assert (event.risk_score, event.risk_level, event.model_name) == (42, "medium", analyst)
     [audit] = audits(engine, camera_id)
     assert (audit.outcome, audit.audit_id) == ("success", event.audit_id)
     assert audit.tokens_in > 0 and audit.tokens_out > 0

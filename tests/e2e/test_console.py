@@ -104,9 +104,22 @@ def found(browser, selector: str):
     return browser.find_elements(By.CSS_SELECTOR, selector)
 
 
+def texts_of(browser, selector: str) -> list[str]:
+    """The text of every element `selector` finds, read in one step in the page: the live
+    lists replace their elements as updates arrive, so an element found in one call may be
+    gone by the next."""
+    return browser.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText)", selector
+    )
+
+
 def text_of(browser, selector: str) -> str:
-    elements = found(browser, selector)
-    return elements[0].text if elements else ""
+    return next(iter(texts_of(browser, selector)), "")
+
+
+def click(browser, selector: str) -> None:
+    """Click the element `selector` finds now (a live list may have replaced the one seen)."""
+    browser.execute_script("document.querySelector(arguments[0]).click()", selector)
 
 
 def test_an_image_appears_live_and_its_event_shows_the_annotated_picture(
@@ -119,19 +132,22 @@ def test_an_image_appears_live_and_its_event_shows_the_annotated_picture(
     camera_id = new_camera_id("console")
     drop(camera_root, camera_id, "bus.jpg", samples["bus.jpg"].read_bytes())
 
-    def card():
-        for element in found(browser, "#events li"):
-            if camera_id in element.text:
-                return element
-        return None
+    def card() -> str | None:
+        """The event's id, once its card is on the timeline."""
+        return browser.execute_script(
+            "const card = [...document.querySelectorAll('#events li')]"
+            ".find(li => li.innerText.includes(arguments[0]));"
+            "return card ? card.dataset.item : null",
+            camera_id,
+        )
 
-    shown = wait_for(card, timeout=180, what="the event on the live timeline")
+    event_id = wait_for(card, timeout=180, what="the event on the live timeline")
     assert browser.execute_script("return window.vigilLoadedOnce === true")
     assert found(browser, "#events li img"), "the batch's thumbnail"
     assert not found(browser, "#events li.empty"), "'no events yet' beside an event"
     screenshot(browser, "timeline")
 
-    shown.find_element("css selector", "a").click()
+    click(browser, f'#events li[data-item="{event_id}"] a')
     wait_for(lambda: found(browser, "#detections tbody tr"), timeout=30, what="the detections")
 
     def loaded_images():
@@ -143,8 +159,7 @@ def test_an_image_appears_live_and_its_event_shows_the_annotated_picture(
 
     widths = wait_for(loaded_images, timeout=30, what="the annotated images to load")
     assert all(width > 0 for width in widths)
-    rows = found(browser, "#detections tbody tr")
-    labels = {row.find_elements("css selector", "td")[0].text for row in rows}
+    labels = set(texts_of(browser, "#detections tbody tr td:first-child"))
     assert "bus" in labels or "person" in labels, labels
     assert camera_id in text_of(browser, "h1")
     page = text_of(browser, "main")
@@ -222,7 +237,7 @@ def test_a_job_asked_for_elsewhere_runs_to_completion_on_the_jobs_page(console, 
     row = f'#jobs tr[data-item="{job_id}"]'
 
     def completed() -> str | None:
-        cells = [cell.text for cell in found(browser, f"{row} td")]
+        cells = texts_of(browser, f"{row} td")
         return cells if cells and cells[1] == "completed" else None
 
     cells = wait_for(completed, timeout=60, what="the export completed on the page")

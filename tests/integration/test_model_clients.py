@@ -42,8 +42,8 @@ async def clients(stack, board):
     """Make a client of any class for any model, its calls under `board`; closed after."""
     made = []
 
-    def make(cls, model: str, url: str | None = None):
-        client = cls(url or stack.triton_url, model, timeout_s=120)
+    def make(cls, model: str, url: str | None = None, **options):
+        client = cls(url or stack.triton_url, model, timeout_s=120, **options)
         client.breaker = board.breaker(model)
         made.append(client)
         return client
@@ -192,3 +192,53 @@ async def test_a_failing_analyst_is_unavailable_after_every_attempt(clients, boa
     assert (type(outcome.failure.error), outcome.failure.attempts) == (AnalystUnavailable, 3)
     assert "scripted failure: model unavailable (status 500)" in str(outcome.failure.error)
     assert _counts(board, "scripted-analyst") == ("closed", 3, 3)
+
+
+# --- the analyst over the vLLM backend's contract (the `vllm-analyst` stand-in) --------------
+
+
+@pytest.fixture
+def vllm_analyst(clients, stack):
+    return clients(TritonAnalyst, "vllm-analyst", grpc_url=stack.triton_grpc_url)
+
+
+async def test_the_vllm_contract_is_read_from_the_models_configuration(vllm_analyst, clients):
+    contract = await vllm_analyst.contract()
+    assert contract is not None
+    assert (contract.bos_token, contract.schema_parameter) == ("<s>", "guided_decoding")
+    assert await clients(TritonAnalyst, "scripted-analyst").contract() is None
+
+
+async def test_the_vllm_analyst_answers_over_the_grpc_stream(vllm_analyst, board):
+    request = analyst_request(
+        closed_batch(["person", "car"], at=T0, camera_id="cam-vllm"),
+        PromptBook().current("nemotron"),
+    )
+    answer = await vllm_analyst.answer(request)
+    assessment = RiskAssessment.model_validate_json(answer.text)
+    assert (assessment.risk_score, assessment.risk_level) == (42, "medium")
+    # The stand-in counts words: the rendered prompt's, and the answer's.
+    assert answer.tokens_in > len(request.prompt.split()) and answer.tokens_out == len(
+        answer.text.split()
+    )
+    assert (answer.model_name, answer.model_version) == ("vllm-analyst", "1")
+    assert _counts(board, "vllm-analyst") == ("closed", 0, 1)
+
+
+async def test_a_failing_vllm_analyst_is_unavailable_and_counts_against_its_breaker(
+    vllm_analyst, board
+):
+    deps = AnalysisDeps(vllm_analyst, NO_WAIT, PromptBook(), "nemotron", "contract")
+    batch = closed_batch(["person"], at=T0, camera_id="cam-unavailable")
+    outcome = await on_batch_closed(batch, 0, deps)
+    assert (type(outcome.failure.error), outcome.failure.attempts) == (AnalystUnavailable, 3)
+    assert "vllm-analyst: scripted failure: model unavailable" in str(outcome.failure.error)
+    assert _counts(board, "vllm-analyst") == ("closed", 3, 3)
+
+
+async def test_a_vllm_analyst_whose_grpc_endpoint_is_not_there_is_unavailable(clients, board):
+    nowhere = clients(TritonAnalyst, "vllm-analyst", grpc_url=f"127.0.0.1:{free_port()}")
+    request = analyst_request(closed_batch(["person"], at=T0), PromptBook().current("nemotron"))
+    with pytest.raises(AnalystUnavailable, match=r"gRPC StatusCode\.UNAVAILABLE"):
+        await nowhere.answer(request)
+    assert _counts(board, "vllm-analyst") == ("closed", 1, 1)

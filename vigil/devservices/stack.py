@@ -32,6 +32,8 @@ class Stack:
     kafka_bootstrap: str
     database_url: str
     triton_url: str
+    # Triton's gRPC endpoint (the analyst's vLLM contract streams over it); "": beside the HTTP one.
+    triton_grpc_url: str = ""
     kafka: Stoppable | None = None
     postgres: Stoppable | None = None
     triton: Stoppable | None = None
@@ -42,6 +44,7 @@ class Stack:
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "DATABASE_URL": self.database_url,
             "TRITON_URL": self.triton_url,
+            "TRITON_GRPC_URL": self.triton_grpc_url,
             # Exports and the image-URL secret stay with the stack, not in the working folder.
             "DATA_DIR": str(self.state_dir / "data"),
             "PYTHONUNBUFFERED": "1",
@@ -54,6 +57,7 @@ class Stack:
             "kafka_bootstrap_servers": self.kafka_bootstrap,
             "database_url": self.database_url,
             "triton_url": self.triton_url,
+            "triton_grpc_url": self.triton_grpc_url,
             "data_dir": self.state_dir / "data",
         }
         return Settings(**{**services, **overrides})
@@ -111,6 +115,7 @@ def start_stack(
             stack.database_url = postgres.url
         if url := os.environ.get("TRITON_URL"):
             stack.triton_url = url
+            stack.triton_grpc_url = os.environ.get("TRITON_GRPC_URL", "")
         else:
             ensure_models()
             log.info("starting Triton")
@@ -120,6 +125,7 @@ def start_stack(
                 extra_repositories=extra_model_repositories,
             )
             stack.triton_url = triton.http_url
+            stack.triton_grpc_url = triton.grpc_url
         initialize(stack.settings())
     except BaseException:
         stack.stop()
