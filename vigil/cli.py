@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -178,6 +179,39 @@ def replay(
     engine = make_engine(settings.database_url)
     emptied = reset_read_models(engine, settings.projector_group)
     typer.echo(f"emptied {', '.join(emptied)}; start the projector to replay")
+
+
+@app.command("replay-topic")
+def replay_topic(
+    topic: Annotated[str, typer.Argument(help="The topic to read again, e.g. vigil.events")],
+    group: Annotated[str, typer.Option("--group", help="The consumer group to move")],
+    since: Annotated[
+        str | None,
+        typer.Option(help="From the first message at or after this time (ISO 8601, with zone)"),
+    ] = None,
+    to_offset: Annotated[
+        int | None, typer.Option("--to-offset", help="From this offset on every partition")
+    ] = None,
+    earliest: Annotated[bool, typer.Option("--earliest", help="From the first message")] = False,
+) -> None:
+    """Move another service's consumer group back on TOPIC so that it reads again from there
+    (the group must be stopped); prints each partition's move."""
+    from vigil.group_replay import ReplayRefused, Target, replay_group
+
+    try:
+        moment = None if since is None else datetime.fromisoformat(since)
+    except ValueError:
+        typer.echo(f"refused: --since {since!r} is no ISO 8601 time", err=True)
+        raise typer.Exit(2) from None
+    try:
+        target = Target(since=moment, offset=to_offset, earliest=earliest)
+        moves = replay_group(get_settings().kafka_bootstrap_servers, topic, group, target)
+    except ReplayRefused as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for move in moves:
+        before = "none" if move.previous is None else str(move.previous)
+        typer.echo(f"{topic}[{move.partition}] {group}: {before} -> {move.offset}")
 
 
 @app.command()
