@@ -1,4 +1,5 @@
-"""JSON Schema for every topic, for stream consumers in other services."""
+"""JSON Schema for every topic, and the AsyncAPI document of them all, for stream consumers in
+other services."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from schemas.asyncapi import asyncapi_document
 from schemas.topics import ALL_TOPICS
 
 
@@ -29,3 +33,9 @@ def export_schemas(out_dir: Path) -> list[Path]:
         path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
         written.append(path)
     return written
+
+
+def export_asyncapi(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(asyncapi_document(), sort_keys=False, width=100))
+    return path

@@ -283,6 +283,9 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
 TOPICS_BY_NAME: dict[str, TopicSpec] = {topic.name: topic for topic in ALL_TOPICS}
 
 # The projector reads every event topic; the command topics are for the workers alone.
+# Kafka is the system of record: topics keep every event (no time or size retention).
+TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
+
 EVENT_TOPICS: tuple[TopicSpec, ...] = tuple(t for t in ALL_TOPICS if t.carries == "events")
 
 DEAD_LETTER_TOPICS: dict[Stage, TopicSpec] = {

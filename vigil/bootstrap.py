@@ -15,11 +15,14 @@ from confluent_kafka import (
 
 from projections.db import migrate
 from schemas.codec import UndecodableMessage, decode, encode
-from schemas.topics import ALL_TOPICS, PROMPTS, client_settings, producer_settings
+from schemas.topics import (
+    ALL_TOPICS,
+    PROMPTS,
+    TOPIC_CONFIG,
+    client_settings,
+    producer_settings,
+)
 from vigil.settings import Settings
-
-# Kafka is the system of record: topics keep every event (no time or size retention).
-TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
 
 
 def ensure_topics(settings: Settings) -> None:

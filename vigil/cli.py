@@ -244,12 +244,16 @@ def schemas_export(
     out: Annotated[Path, typer.Option(help="Folder for the JSON Schema files")] = Path(
         "schemas/json"
     ),
+    asyncapi: Annotated[Path, typer.Option(help="The AsyncAPI document")] = Path(
+        "schemas/asyncapi.yaml"
+    ),
 ) -> None:
-    """Write JSON Schema for every topic."""
-    from schemas.export import export_schemas
+    """Write JSON Schema for every topic, and the AsyncAPI document of them all."""
+    from schemas.export import export_asyncapi, export_schemas
 
     for path in export_schemas(out):
         typer.echo(str(path))
+    typer.echo(str(export_asyncapi(asyncapi)))
 
 
 @app.command()

@@ -64,7 +64,7 @@ DARKNET_PHOTOS = ("person.jpg", "dog.jpg", "horses.jpg", "kite.jpg", "giraffe.jp
 
 
 @contextmanager
-def _locked(name: str) -> Iterator[None]:
+def locked(name: str) -> Iterator[None]:
     """Serialise builders across processes (parallel test sessions share the cache)."""
     lock_dir = cache_dir() / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
@@ -282,7 +282,7 @@ def _convert_centernet(target: Path) -> dict[str, object]:
 
 def ensure_models(force: bool = False) -> dict[str, Path]:
     """Build (once) and return the ONNX files of the Triton model repository, by model name."""
-    with _locked("models"):
+    with locked("models"):
         built = cache_dir() / "models" / f"centernet-{HUMAN_MODELS_VERSION}.onnx"
         manifest = built.with_suffix(".json")
         if force or not (built.exists() and manifest.exists()):
@@ -358,7 +358,7 @@ def _darknet_photos(dest: Path) -> None:
 def sample_images() -> list[Path]:
     """Real photos in `cache_dir()/samples`, fetched once; bus.jpg (people and a bus) first."""
     dest = cache_dir() / "samples"
-    with _locked("samples"):
+    with locked("samples"):
         done = dest / ".complete"
         if not done.exists():
             dest.mkdir(parents=True, exist_ok=True)

@@ -9,9 +9,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from schemas.asyncapi import RECEIVERS, SENDERS, asyncapi_document
 from schemas.codec import encode
 from schemas.detections import BoundingBox, Detection, DetectionsProduced
-from schemas.export import export_schemas, topic_schemas
+from schemas.export import export_asyncapi, export_schemas, topic_schemas
 from schemas.images import ImageReceived, image_id_for
 from schemas.topics import ALL_TOPICS, DETECTIONS, IMAGES
 
@@ -22,6 +23,33 @@ def test_checked_in_schemas_are_current(tmp_path):
     written = {p.name: p.read_text() for p in export_schemas(tmp_path)}
     stored = {p.name: p.read_text() for p in CHECKED_IN.glob("*.schema.json")}
     assert stored == written, "run `vigil schemas export` and commit schemas/json"
+
+
+def test_the_checked_in_asyncapi_document_is_current(tmp_path):
+    written = export_asyncapi(tmp_path / "asyncapi.yaml").read_text()
+    stored = (CHECKED_IN.parent / "asyncapi.yaml").read_text()
+    assert stored == written, "run `vigil schemas export` and commit schemas/asyncapi.yaml"
+
+
+def test_the_asyncapi_document_has_every_topic_and_message_with_who_sends_and_reads_it():
+    document = asyncapi_document()
+    names = {t.name for t in ALL_TOPICS}
+    assert set(document["channels"]) == names == set(SENDERS) == set(RECEIVERS)
+    for topic in ALL_TOPICS:
+        channel = document["channels"][topic.name]
+        assert set(channel["messages"]) == {t.__name__ for t in topic.value_types}
+        assert channel["bindings"]["kafka"]["topicConfiguration"]["retention.ms"] == -1
+        actions = {
+            (op["action"], op["tags"][0]["name"])
+            for op in document["operations"].values()
+            if op["channel"]["$ref"] == f"#/channels/{topic.name}"
+        }
+        assert {a for a, _ in actions} == {"send", "receive"}, topic.name
+    message = document["components"]["messages"]["ImageReceived"]
+    assert "traceparent" in message["headers"]["properties"]
+    assert message["bindings"]["kafka"]["key"]["description"] == "the camera_id"
+    assert message["payload"] == {"$ref": "#/components/schemas/ImageReceived"}
+    assert "trace_id" in document["components"]["schemas"]["ImageReceived"]["properties"]
 
 
 def test_every_topic_has_a_schema_naming_its_key():

