@@ -8,8 +8,9 @@ contracts `nemotron` is served with (triton_models/nemotron/README.md):
 - `vllm` (Triton's vLLM backend, on a GPU): `text_input` is the messages rendered with the
   chat template the model's configuration carries (parameter `chat_template`, with
   `bos_token`), `sampling_parameters` a JSON object with the temperature, the token limit,
-  the seed and the schema (under the key the configuration names in `json_schema_parameter`:
-  `structured_outputs` for vLLM 0.10.2 and later, `guided_decoding` before); the model is
+  the seed and the schema (as a JSON string, under the key the configuration names in
+  `json_schema_parameter`: `structured_outputs` for the backend of Triton 25.11 on,
+  `guided_decoding` for 25.01 to 25.10); the model is
   decoupled, so the request goes over a gRPC stream and its answer is the `text_output` of
   the responses that come back before the stream ends, with `num_input_tokens` and
   `num_output_tokens`.
@@ -142,14 +143,10 @@ class VllmContract:
         if request.seed is not None:
             parameters["seed"] = request.seed
         if request.json_schema is not None:
-            constraint = {"json": request.json_schema}
-            # vLLM 0.10.2's backend takes the constraint as a JSON string, earlier ones as an
-            # object.
-            parameters[self.schema_parameter] = (
-                json.dumps(constraint)
-                if self.schema_parameter == "structured_outputs"
-                else constraint
-            )
+            # Both keys take the constraint as a JSON string inside the JSON: the backend
+            # builds StructuredOutputsParams (Triton 25.11 on) or GuidedDecodingParams (25.01
+            # to 25.10) from json.loads of it.
+            parameters[self.schema_parameter] = json.dumps({"json": request.json_schema})
         return json.dumps(parameters)
 
 

@@ -1,9 +1,10 @@
 """Fault-injection analyst speaking the vLLM backend's contract, decoupled: `text_input` (the
 messages already rendered with the chat template of this model's configuration),
 `sampling_parameters` (JSON: temperature, max_tokens, the JSON schema under the key the
-configuration names), `stream`, `exclude_input_in_output` and the `return_num_*_tokens`
-flags in; `text_output` and the token counts out, as responses on the request's response
-sender, the last flag sent on its own as vLLM's backend does.
+configuration names, as a JSON string), `stream`, `exclude_input_in_output` and the
+`return_num_*_tokens` flags in; `text_output` and the token counts out, as responses on the
+request's response sender, the final flag on the last of them (errors included), as vLLM's
+backend sends it.
 
 It refuses what vLLM would not have been given by a correct client: a `text_input` not
 rendered with the template, sampling parameters without the schema constraint, the input
@@ -26,6 +27,7 @@ RENDERED = re.compile(
     r"\A<s><\|system\|>\n(?P<system>.*)\n<\|user\|>\n(?P<user>.*)\n<\|assistant\|>\n\Z", re.S
 )
 PIECES = 4
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
 class Refused(Exception):
@@ -41,9 +43,11 @@ def _value(request, name: str, default=None):
 
 
 def _schema(parameters: dict, key: str) -> dict:
+    """The JSON schema of the constraint, which the backend reads as a JSON string."""
     constraint = parameters.get(key)
-    if key == "structured_outputs" and isinstance(constraint, str):
-        constraint = json.loads(constraint)
+    if not isinstance(constraint, str):
+        raise Refused(f"sampling_parameters[{key!r}] is not a JSON string: {constraint!r}")
+    constraint = json.loads(constraint)
     if not isinstance(constraint, dict) or not isinstance(constraint.get("json"), dict):
         raise Refused(f"sampling_parameters has no JSON schema under {key!r}: {parameters}")
     return constraint["json"]
@@ -64,14 +68,18 @@ class TritonPythonModel:
         self.schema_key = config["parameters"]["json_schema_parameter"]["string_value"]
 
     def execute(self, requests):
-        final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
         for request in requests:
             sender = request.get_response_sender()
             try:
                 self._answer(request, sender)
             except (Refused, RuntimeError, ValueError) as exc:
-                sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
-            sender.send(flags=final)
+                failed = pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor("text_output", np.array([b"N/A"], dtype=np.object_))
+                    ],
+                    error=pb_utils.TritonError(str(exc)),
+                )
+                sender.send(failed, flags=FINAL)
         return None
 
     def _answer(self, request, sender) -> None:
@@ -89,8 +97,10 @@ class TritonPythonModel:
         tokens_in = len(text_input.split()) if _value(request, "return_num_input_tokens") else None
         tokens_out = len(answer.split()) if _value(request, "return_num_output_tokens") else None
         if not _value(request, "stream", False):
-            sender.send(_response(answer, tokens_in, tokens_out))
+            sender.send(_response(answer, tokens_in, tokens_out), flags=FINAL)
             return
         size = max(1, -(-len(answer) // PIECES))
-        for start in range(0, len(answer), size):
-            sender.send(_response(answer[start : start + size], tokens_in, tokens_out))
+        starts = range(0, len(answer), size)
+        for start in starts:
+            piece = _response(answer[start : start + size], tokens_in, tokens_out)
+            sender.send(piece, flags=FINAL if start == starts[-1] else 0)
