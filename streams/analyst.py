@@ -26,19 +26,19 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal, Protocol
 
-import aiohttp
 import grpc
 import numpy as np
 import tritonclient.grpc.aio as triton_grpc
 import tritonclient.http.aio as triton_http
-from jinja2 import TemplateError
+from jinja2 import Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tritonclient.utils import InferenceServerException
 
 from streams.errors import InvalidModelInput, ModelUnavailable
-from streams.triton import TritonModel, bytes_input, input_refused
+from streams.triton import UNANSWERED, TritonModel, bytes_input, input_refused
 
 
 class AnalystUnavailable(ModelUnavailable):
@@ -122,16 +122,23 @@ class VllmContract:
     def render(self, request: AnalystRequest) -> str:
         """The system prompt and the prompt as the model's chat template writes them, with the
         assistant's turn opened. A template that fails is the model's configuration at fault."""
-        # As transformers renders chat templates.
-        environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         messages = [
             {"role": "system", "content": request.system_prompt},
             {"role": "user", "content": request.prompt},
         ]
         try:
-            return environment.from_string(self.chat_template).render(
+            return self._template.render(
                 messages=messages, add_generation_prompt=True, bos_token=self.bos_token
             )
+        except TemplateError as exc:
+            raise AnalystUnavailable(f"the chat template does not render: {exc}") from exc
+
+    @cached_property
+    def _template(self) -> Template:
+        """The chat template, compiled once (as transformers compiles chat templates)."""
+        environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        try:
+            return environment.from_string(self.chat_template)
         except TemplateError as exc:
             raise AnalystUnavailable(f"the chat template does not render: {exc}") from exc
 
@@ -205,7 +212,7 @@ class TritonAnalyst(TritonModel):
         if not self._contract_read:
             try:
                 config = await self._client.get_model_config(self.model_name)
-            except (InferenceServerException, OSError, TimeoutError, aiohttp.ClientError) as exc:
+            except UNANSWERED as exc:
                 raise self._unavailable(exc) from exc
             decoupled = config.get("model_transaction_policy", {}).get("decoupled", False)
             speaks_vllm = config.get("backend") == "vllm" or decoupled
@@ -243,10 +250,7 @@ class TritonAnalyst(TritonModel):
 
     async def _stream_vllm(self, request: AnalystRequest, contract: VllmContract) -> AnalystAnswer:
         started = time.perf_counter()
-        try:
-            version = await self.version()
-        except (InferenceServerException, OSError, TimeoutError, aiohttp.ClientError) as exc:
-            raise self._unavailable(exc) from exc
+        version = await self._version_or_unavailable()
         inputs = [
             _grpc_input("text_input", contract.render(request).encode()),
             _grpc_input("sampling_parameters", contract.sampling_parameters(request).encode()),
@@ -281,12 +285,8 @@ class TritonAnalyst(TritonModel):
                 text = result.as_numpy("text_output")
                 if text is not None:
                     pieces.extend(piece.decode(errors="replace") for piece in text.reshape(-1))
-                counted_in = result.as_numpy("num_input_tokens")
-                counted_out = result.as_numpy("num_output_tokens")
-                tokens_in = int(counted_in.reshape(-1)[0]) if counted_in is not None else tokens_in
-                tokens_out = (
-                    int(counted_out.reshape(-1)[0]) if counted_out is not None else tokens_out
-                )
+                tokens_in = _count(result, "num_input_tokens", tokens_in)
+                tokens_out = _count(result, "num_output_tokens", tokens_out)
         except InferenceServerException as exc:
             if input_refused(exc):
                 raise PromptRejected(exc.message() or str(exc)) from exc

@@ -24,6 +24,8 @@ from streams.errors import InvalidModelInput, ModelUnavailable
 
 # The status of an InferenceServerException: the HTTP status code as text over HTTP, the
 # gRPC code's name over gRPC (`StatusCode.INVALID_ARGUMENT`).
+# What a call that got no answer from Triton raises (the server, the network or a timeout).
+UNANSWERED = (InferenceServerException, OSError, TimeoutError, aiohttp.ClientError)
 REFUSED_INPUT_STATUSES = frozenset(
     {"400", "501", "StatusCode.INVALID_ARGUMENT", "StatusCode.UNIMPLEMENTED"}
 )
@@ -59,6 +61,14 @@ class TritonModel:
             )
         return self._client_instance
 
+    async def _version_or_unavailable(self) -> str:
+        """`version()`, whatever keeps it from answering being about the model, not the input
+        (nothing is sent yet)."""
+        try:
+            return await self.version()
+        except UNANSWERED as exc:
+            raise self._unavailable(exc) from exc
+
     async def version(self) -> str:
         if self._resolved_version is None:
             if self._pinned_version:
@@ -85,11 +95,7 @@ class TritonModel:
     ) -> tuple[triton_http.InferResult, str, float]:
         requested = [triton_http.InferRequestedOutput(name) for name in outputs]
         started = time.perf_counter()
-        try:
-            # Before any input is sent: whatever fails here is about the model, not the input.
-            version = await self.version()
-        except (InferenceServerException, OSError, TimeoutError, aiohttp.ClientError) as exc:
-            raise self._unavailable(exc) from exc
+        version = await self._version_or_unavailable()
         try:
             result = await self._client.infer(
                 self.model_name,

@@ -64,7 +64,7 @@ def problems(compose: Mapping[str, Any], models: Path, profile: str) -> list[str
         ):
             found.append(f"{profile}: {triton} loads {model}, which has no configuration")
     for name, service in services.items():
-        if _command(service)[:1] not in ([caller] for caller in CALLERS):
+        if next(iter(_command(service)), None) not in CALLERS:
             continue
         for model in sorted(_called(service.get("environment") or {}) - loaded):
             found.append(f"{profile}: {name} calls {model}, which {triton} does not load")
