@@ -330,6 +330,7 @@ def own_services(stack: Stack, state_dir: Path, prefix: str) -> Iterator[Stack]:
         kafka_bootstrap=kafka.bootstrap,
         database_url="",
         triton_url=stack.triton_url,
+        triton_grpc_url=stack.triton_grpc_url,
         kafka=kafka,
     )
     schema = f"{prefix}_{uuid.uuid4().hex[:8]}"

@@ -1,7 +1,8 @@
 """A consumer in another language (examples/node-consumer: Node.js, kafkajs and Ajv, its
 packages installed by the project into .cache/npm) reads what the pipeline produced on
 `vigil.events` and `vigil.detections` from the earliest offset, on the real broker, and
-validates every message against the JSON Schema Vigil publishes."""
+validates every message against the JSON Schema Vigil publishes. The module has a broker of
+its own: other modules put poison on the shared one on purpose."""
 
 from __future__ import annotations
 
@@ -31,39 +32,39 @@ ENV = {
 
 
 @pytest.fixture(scope="module")
-def produced(stack, tmp_path_factory, samples) -> str:
+def produced(own_stack, tmp_path_factory, samples) -> str:
     """A camera whose photo went through the whole pipeline to a security event; the
     pipeline stopped after it (so the topics hold still while they are read)."""
     camera_root: Path = tmp_path_factory.mktemp("node-cameras")
     env = {"CAMERA_ROOT": str(camera_root), **ENV}
-    worker = stack.start_app("worker", name="node-worker", **env)
+    worker = own_stack.start_app("worker", name="node-worker", **env)
     camera_id = new_camera_id("node")
     try:
         drop(camera_root, camera_id, "bus.jpg", samples["bus.jpg"].read_bytes())
         wait_for(
-            lambda: read_topic(stack.kafka_bootstrap, SECURITY_EVENTS, camera_id),
+            lambda: read_topic(own_stack.kafka_bootstrap, SECURITY_EVENTS, camera_id),
             timeout=180,
             what="the security event on vigil.events",
         )
     finally:
         worker.stop()
-        stack.apps.remove(worker)
+        own_stack.apps.remove(worker)
     return camera_id
 
 
-def test_the_node_consumer_validates_every_message_the_pipeline_produced(stack, produced):
+def test_the_node_consumer_validates_every_message_the_pipeline_produced(own_stack, produced):
     node = shutil.which("node")
     assert node, "Node.js is needed"
     modules = ensure_npm_dependencies(EXAMPLE / "package.json")
     on_topics = {
-        topic.name: len(read_topic(stack.kafka_bootstrap, topic))
+        topic.name: len(read_topic(own_stack.kafka_bootstrap, topic))
         for topic in (SECURITY_EVENTS, DETECTIONS)
     }
     done = subprocess.run(
         [node, str(EXAMPLE / "consume.js"), "--idle-ms", "4000"],
         env={
             **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+            "KAFKA_BOOTSTRAP_SERVERS": own_stack.kafka_bootstrap,
             "NODE_PATH": str(modules),
         },
         capture_output=True,
@@ -80,7 +81,7 @@ def test_the_node_consumer_validates_every_message_the_pipeline_produced(stack, 
     assert ours.split()[2] in {"low", "medium", "high", "critical"}
 
 
-def test_a_message_that_breaks_the_schema_fails_the_consumer(stack, tmp_path, produced):
+def test_a_message_that_breaks_the_schema_fails_the_consumer(own_stack, tmp_path, produced):
     """With a schema that no real detection meets, the consumer says so and exits 1."""
     schemas = tmp_path / "schemas"
     shutil.copytree(REPO_ROOT / "schemas" / "json", schemas)
@@ -91,7 +92,7 @@ def test_a_message_that_breaks_the_schema_fails_the_consumer(stack, tmp_path, pr
         [shutil.which("node") or "node", str(EXAMPLE / "consume.js"), "--idle-ms", "4000"],
         env={
             **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+            "KAFKA_BOOTSTRAP_SERVERS": own_stack.kafka_bootstrap,
             "NODE_PATH": str(ensure_npm_dependencies(EXAMPLE / "package.json")),
             "VIGIL_SCHEMAS": str(schemas),
         },
