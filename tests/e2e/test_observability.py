@@ -27,7 +27,7 @@ ENV = {
 
 
 @pytest.fixture(scope="module")
-def processes(stack, tmp_path_factory) -> Iterator[dict]:
+def processes(own_stack, tmp_path_factory) -> Iterator[dict]:
     """The worker, the projector and the API as processes, each serving /metrics."""
     camera_root = tmp_path_factory.mktemp("observed-cameras")
     ports = {"worker": free_port(), "projector": free_port(), "api": free_port()}
@@ -38,6 +38,7 @@ def processes(stack, tmp_path_factory) -> Iterator[dict]:
         "API_PORT": str(ports["api"]),
         **ENV,
     }
+    stack = own_stack  # a broker of its own: other modules leave messages on the shared one
     started = {
         role: stack.start_app(role, name=f"observed-{role}", **env)
         for role in ("worker", "projector", "api")
