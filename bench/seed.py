@@ -16,14 +16,14 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Producer
 
 from schemas.analysis import ModelCallAudited, SecurityEventRecorded, level_for
-from schemas.batches import BatchClosed, BatchDetection, BatchOpened, DetectionsBatched
+from schemas.batches import BatchClosed, BatchDetection, BatchOpened, DetectionsBatched, images_in
 from schemas.codec import encode
 from schemas.detections import BoundingBox, Detection, DetectionsProduced
 from schemas.enrichments import ENRICHED_TYPES, DetectionsEnriched, Enrichment, detection_type
@@ -203,6 +203,7 @@ class _Camera:
             last_activity_at=at,
             trigger="max_size" if len(self.held) >= 200 else rng.choice(TRIGGERS[:2]),
             detections=tuple(self.held),
+            image_count=images_in(self.held),
             occurred_at=closed_at,
         )
         yield BATCHES, done
@@ -300,6 +301,16 @@ def history(
 
 def publish(bootstrap: str, detections: int, **options) -> Seeded:
     """Publish `history(detections, **options)` to the topics (keyed by camera)."""
+    return publish_facts(bootstrap, history(detections, **options))
+
+
+def publish_facts(
+    bootstrap: str,
+    facts: Iterable[tuple[TopicSpec, Message]],
+    written: Callable[[TopicSpec, Message], bytes] | None = None,
+) -> Seeded:
+    """Publish each fact to its topic (keyed as the topic is), as `written` gives it (by
+    default its topic's encoding)."""
     producer = Producer(
         producer_settings(
             bootstrap, {"linger.ms": 50, "batch.size": 1_000_000, "compression.type": "lz4"}
@@ -308,8 +319,8 @@ def publish(bootstrap: str, detections: int, **options) -> Seeded:
     counted: Counter[str] = Counter()
     made = 0
     started = time.perf_counter()
-    for topic, message in history(detections, **options):
-        value = topic.encode(message)
+    for topic, message in facts:
+        value = written(topic, message) if written else topic.encode(message)
         key = getattr(message, topic.key)
         while True:
             try:

@@ -120,6 +120,8 @@ class ReanalyseBatch(Message):
     the result is the batch event's next analysis version."""
 
     event_type: Literal["ReanalyseBatch"] = "ReanalyseBatch"
+    # v2: the batch is BatchClosed v2 (with its image_count).
+    schema_version: int = 2
 
     job_id: str = Field(min_length=1, max_length=64)
     batch_id: str
@@ -132,6 +134,8 @@ class ReplayPrompt(Message):
     publishing no event (a `prompt_replay` job asks for each)."""
 
     event_type: Literal["ReplayPrompt"] = "ReplayPrompt"
+    # v2: the batch is BatchClosed v2 (with its image_count).
+    schema_version: int = 2
 
     job_id: str = Field(min_length=1, max_length=64)
     batch_id: str

@@ -128,6 +128,7 @@ def asyncapi_document(default_partitions: int = 3) -> dict[str, Any]:
                 "title": t.__name__,
                 "summary": (t.__doc__ or t.__name__).strip().splitlines()[0],
                 "contentType": "application/json",
+                "x-schema-version": t.model_fields["schema_version"].default,
                 "headers": HEADERS,
                 "payload": payloads[t.__name__],
                 "bindings": {

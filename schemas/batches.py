@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.detections import BoundingBox
 from schemas.enrichments import Enrichment
@@ -51,8 +52,18 @@ class DetectionsBatched(Message):
     last_activity_at: datetime
 
 
+def images_in(detections: Iterable[BatchDetection]) -> int:
+    """How many images a batch's detections came from."""
+    return len({detection.image_id for detection in detections})
+
+
 class BatchClosed(Message):
+    """A camera's batch closed, with every detection it gathered.
+
+    v2 added `image_count` (v1 messages are read through `schemas.upcasters`)."""
+
     event_type: Literal["BatchClosed"] = "BatchClosed"
+    schema_version: int = 2
 
     batch_id: str
     camera_id: str
@@ -61,6 +72,17 @@ class BatchClosed(Message):
     last_activity_at: datetime
     trigger: Trigger
     detections: tuple[BatchDetection, ...]
+    # The images the detections came from (each image once).
+    image_count: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _counts_its_images(self) -> BatchClosed:
+        if self.image_count != images_in(self.detections):
+            raise ValueError(
+                f"image_count {self.image_count} but the detections come from "
+                f"{images_in(self.detections)} image(s)"
+            )
+        return self
 
 
 class FlushBatch(Message):

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from schemas.topics import TopicSpec
+from schemas.upcasters import UPCASTERS
 
 
 class UndecodableMessage(ValueError):
@@ -47,11 +48,13 @@ def decode(topic: TopicSpec, raw: bytes | None) -> Any:
             f"event_type {event_type!r} is not one of {sorted(supported)} carried by {topic.name}"
         )
     version = document.get("schema_version")
-    if isinstance(version, int) and version > supported[event_type]:
-        raise UnsupportedSchemaVersion(
-            f"{event_type} schema_version {version} is newer than the supported "
-            f"{supported[event_type]}"
-        )
+    if isinstance(version, int) and not isinstance(version, bool):
+        if version > supported[event_type]:
+            raise UnsupportedSchemaVersion(
+                f"{event_type} schema_version {version} is newer than the supported "
+                f"{supported[event_type]}"
+            )
+        document = upcast(document, event_type, version, supported[event_type])
     try:
         return topic.adapter.validate_python(document)
     except ValidationError as exc:
@@ -61,3 +64,23 @@ def decode(topic: TopicSpec, raw: bytes | None) -> Any:
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
             )
         ) from exc
+
+
+def upcast(document: dict[str, Any], event_type: str, version: int, current: int) -> dict[str, Any]:
+    """`document`, written under `version` of its type, as `current` (`schemas.upcasters`)."""
+    while version < current:
+        step = UPCASTERS.get((event_type, version))
+        if step is None:
+            raise UnsupportedSchemaVersion(
+                f"{event_type} schema_version {version} cannot be read: no upcaster from it "
+                f"(the supported version is {current})"
+            )
+        try:
+            document = {**step(document), "schema_version": version + 1}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UndecodableMessage(
+                f"{event_type} schema_version {version} failed its upcaster to {version + 1}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        version += 1
+    return document

@@ -61,6 +61,8 @@ class EvaluateEvent(Message):
     evaluation: a command whose evaluation was made already is not evaluated again."""
 
     event_type: Literal["EvaluateEvent"] = "EvaluateEvent"
+    # v2: the batch is BatchClosed v2 (with its image_count).
+    schema_version: int = 2
 
     evaluation_id: str = Field(min_length=1, max_length=64)
     # The batch_audit job that asked (None: POST /api/ai-audit/events/{id}/evaluate).
@@ -219,6 +221,8 @@ class TestPrompt(Message):
     __test__ = False  # not a pytest class
 
     event_type: Literal["TestPrompt"] = "TestPrompt"
+    # v2: the batch is BatchClosed v2 (with its image_count).
+    schema_version: int = 2
 
     test_id: str = Field(min_length=1, max_length=64)
     event_id: int = Field(ge=1)

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from schemas.batches import BatchClosed, BatchDetection, Trigger
+from schemas.batches import BatchClosed, BatchDetection, Trigger, images_in
 from schemas.enrichments import DetectionsEnriched
 
 RECENT_IMAGES = 2000
@@ -130,6 +130,7 @@ def close_batch(
         last_activity_at=batch.last_activity_at,
         trigger=trigger,
         detections=tuple(batch.detections),
+        image_count=images_in(batch.detections),
     )
     return CameraBatches(open=None, recent_images=state.recent_images), closed
 

@@ -19,8 +19,22 @@ from sqlalchemy.orm import Session
 
 from projections.handlers import HANDLERS
 from projections.tables import DeadLetterRow
-from schemas.analysis import ModelCallAudited, SecurityEventRecorded, level_for
-from schemas.batches import BatchClosed, BatchDetection, BatchOpened, DetectionsBatched, Trigger
+from schemas.analysis import (
+    ModelCallAudited,
+    PromptConfig,
+    ReanalyseBatch,
+    ReplayPrompt,
+    SecurityEventRecorded,
+    level_for,
+)
+from schemas.batches import (
+    BatchClosed,
+    BatchDetection,
+    BatchOpened,
+    DetectionsBatched,
+    Trigger,
+    images_in,
+)
 from schemas.codec import encode
 from schemas.dead_letters import DeadLettered, Stage
 from schemas.detections import BoundingBox, Detection, DetectionsProduced
@@ -32,11 +46,15 @@ from schemas.enrichments import (
 )
 from schemas.envelope import Message
 from schemas.evaluation import (
+    EvaluatedAnalysis,
+    EvaluateEvent,
     EvaluationEvidence,
     EventEvaluated,
     PromptSuggestion,
     PromptTested,
+    PromptTrial,
     QualityScores,
+    TestPrompt,
     TrialOutcome,
 )
 from schemas.images import ImageReceived, image_id_for
@@ -255,6 +273,7 @@ def closed(
         last_activity_at=end,
         trigger=trigger,
         detections=tuple(held),
+        image_count=images_in(held),
     )
 
 
@@ -292,6 +311,7 @@ def closed_batch(
         last_activity_at=at + timedelta(seconds=45),
         trigger="idle_timeout",
         detections=held,
+        image_count=images_in(held),
     )
 
 
@@ -763,3 +783,44 @@ def image_file_bytes(
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **save)
     return buffer.getvalue()
+
+
+def v1_document(message: Message) -> dict[str, Any]:
+    """`message` as Vigil wrote it before its type's v2 (`schemas/upcasters.py`): a
+    BatchClosed without its image_count, or a command carrying its batch so."""
+    document = json.loads(message.model_dump_json())
+    if "batch" in document:
+        document["batch"] = _batch_closed_v1(document["batch"])
+        return {**document, "schema_version": 1}
+    return _batch_closed_v1(document)
+
+
+def _batch_closed_v1(document: dict[str, Any]) -> dict[str, Any]:
+    if document["event_type"] != "BatchClosed":
+        raise ValueError(f"{document['event_type']} has no v1 older than its current version")
+    return {k: v for k, v in document.items() if k != "image_count"} | {"schema_version": 1}
+
+
+def carrying(model: type[Message], batch: BatchClosed) -> Message:
+    """A command of `model` (ReanalyseBatch, ReplayPrompt, EvaluateEvent or TestPrompt), as a
+    job or the API asks for it, carrying `batch`."""
+    config = PromptConfig(system_prompt="Rate the scene.", temperature=0.2, max_tokens=256)
+    about = {"batch_id": batch.batch_id, "camera_id": batch.camera_id, "batch": batch}
+    if model is ReanalyseBatch:
+        return ReanalyseBatch(job_id="job-1", **about)
+    if model is ReplayPrompt:
+        return ReplayPrompt(job_id="job-1", model="nemotron", candidate=config, **about)
+    if model is EvaluateEvent:
+        analysis = EvaluatedAnalysis(
+            analysis_version=1,
+            risk_score=20,
+            risk_level="low",
+            summary="A car passes.",
+            reasoning="Daylight, no one lingers.",
+            prompt_version=1,
+        )
+        return EvaluateEvent(evaluation_id="ev-1", job_id="job-1", analysis=analysis, **about)
+    if model is TestPrompt:
+        trials = (PromptTrial(name="current", config=config, version=1),)
+        return TestPrompt(test_id="t-1", event_id=1, model="nemotron", trials=trials, **about)
+    raise TypeError(f"{model.__name__} carries no batch")

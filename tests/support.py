@@ -424,6 +424,37 @@ class Record:
         return None
 
 
+# Every read model's columns that a projection decides (not serial ids or the projection's
+# clock), for comparing two databases built from the same history.
+READ_MODEL_COLUMNS = {
+    "images": "image_id, camera_id, file_path, sha256, size_bytes, file_modified_at, "
+    "received_at, status, width, height, detection_count, detected_at, error",
+    "detections": "image_id, position, camera_id, label, confidence, x1, y1, x2, y2, "
+    "model_name, detected_at, reprocessed",
+    "enrichments": "source_event_id, image_id, position, detection_type, description, "
+    "confidence, created_at",
+    "batches": "batch_id, camera_id, status, started_at, completed_at, detection_count, "
+    "last_activity_at, trigger, event_id IS NOT NULL, error",
+    "batch_detections": "batch_id, image_id, position",
+    "events": "batch_id, camera_id, analysis_version, risk_score, risk_level, summary, "
+    "prompt_version, audit_id, started_at, ended_at, detection_count, created_at, updated_at",
+    "event_analyses": "batch_id, analysis_version, risk_score, summary, audit_id, created_at",
+    "ai_audit": "audit_id, model_name, batch_id, tokens_in, tokens_out, outcome, created_at",
+    "projection_rejects": "topic, error",
+}
+
+
+def read_model_contents(engine) -> dict[str, list[tuple]]:
+    """Each read model's rows (`READ_MODEL_COLUMNS`), sorted."""
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        return {
+            table: sorted(connection.execute(text(f"SELECT {columns} FROM {table}")).all())
+            for table, columns in READ_MODEL_COLUMNS.items()
+        }
+
+
 @contextmanager
 def fresh_read_models(database_url: str, prefix: str, count: int) -> Iterator[list[Any]]:
     """`count` empty read-model databases (schemas of the test database, migrated to head),

@@ -1,8 +1,10 @@
 // A consumer of Vigil's topics in another language: reads vigil.events and vigil.detections
 // from the earliest offset (read_committed, kafkajs's default), validates every message
-// against the JSON Schema Vigil publishes (schemas/json/<topic>.schema.json, draft 2020-12),
-// prints one line per security event, and at the end one JSON line of what it counted.
-// Exits 1 if any message does not validate.
+// against the JSON Schema Vigil publishes for its type at its schema_version
+// (schemas/json/<topic>/<event_type>.v<schema_version>.schema.json, draft 2020-12: a topic
+// may hold several versions of a type, each valid under its own), prints one line per
+// security event, and at the end one JSON line of what it counted. Exits 1 if any message
+// does not validate or has a version it has no schema for.
 //
 //   KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 node consume.js [--idle-ms 5000]
 "use strict";
@@ -21,12 +23,19 @@ const IDLE_MS = idleFlag > 0 ? Number(process.argv[idleFlag + 1]) : 5000;
 
 const ajv = new Ajv2020({ allErrors: true, strict: false });
 addFormats(ajv);
-const validators = Object.fromEntries(
-  TOPICS.map((topic) => {
-    const file = path.join(SCHEMAS, `${topic}.schema.json`);
-    return [topic, ajv.compile(JSON.parse(fs.readFileSync(file, "utf8")))];
-  }),
-);
+const validators = new Map();
+
+// The validator of one type at one version on a topic, or null where none is published.
+function validatorFor(topic, eventType, version) {
+  const name = `${eventType}.v${version}.schema.json`;
+  const key = `${topic}/${name}`;
+  if (!validators.has(key)) {
+    const file = path.join(SCHEMAS, topic, name);
+    const known = /^\w+$/.test(String(eventType)) && Number.isInteger(version) && fs.existsSync(file);
+    validators.set(key, known ? ajv.compile(JSON.parse(fs.readFileSync(file, "utf8"))) : null);
+  }
+  return validators.get(key);
+}
 
 const counted = { validated: Object.fromEntries(TOPICS.map((t) => [t, 0])), invalid: [], events: 0 };
 
@@ -51,7 +60,12 @@ async function main() {
         counted.invalid.push({ topic, partition, offset: message.offset, errors: [String(error)] });
         return;
       }
-      const validate = validators[topic];
+      const validate = validatorFor(topic, value.event_type, value.schema_version);
+      if (validate === null) {
+        const errors = [`no schema for ${value.event_type} v${value.schema_version} on ${topic}`];
+        counted.invalid.push({ topic, partition, offset: message.offset, errors });
+        return;
+      }
       if (!validate(value)) {
         counted.invalid.push({ topic, partition, offset: message.offset, errors: validate.errors });
         return;

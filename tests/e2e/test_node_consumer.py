@@ -85,9 +85,10 @@ def test_a_message_that_breaks_the_schema_fails_the_consumer(own_stack, tmp_path
     """With a schema that no real detection meets, the consumer says so and exits 1."""
     schemas = tmp_path / "schemas"
     shutil.copytree(REPO_ROOT / "schemas" / "json", schemas)
-    strict = json.loads((schemas / "vigil.detections.schema.json").read_text())
+    kept = schemas / DETECTIONS.name / "DetectionsProduced.v1.schema.json"
+    strict = json.loads(kept.read_text())
     strict["required"] = [*strict.get("required", []), "no_such_field"]
-    (schemas / "vigil.detections.schema.json").write_text(json.dumps(strict))
+    kept.write_text(json.dumps(strict))
     done = subprocess.run(
         [shutil.which("node") or "node", str(EXAMPLE / "consume.js"), "--idle-ms", "4000"],
         env={

@@ -1,10 +1,12 @@
 """The reanalyse job on a broker and a database of this module's own, with the real worker
 (and the real LLM on the session's Triton), projector and runner: the closed batches of a
-time range, read back from `vigil.batches`, get their event's next analysis version; a
-runner killed midway hands the job on, and no version is written twice."""
+time range, read back from `vigil.batches` (some written as BatchClosed v1), get their
+event's next analysis version; a runner killed midway hands the job on, and no version is
+written twice."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +19,7 @@ from schemas.analysis import ModelCallAudited, PromptReplayed, SecurityEventReco
 from schemas.codec import encode
 from schemas.jobs import JobAbortRequested
 from schemas.topics import AI_AUDIT, BATCHES, JOBS, SECURITY_EVENTS
-from tests.factories import closed_batch, job_requested
+from tests.factories import closed_batch, job_requested, v1_document
 from tests.support import finished_job, new_camera_id, publish, read_topic, wait_for
 
 
@@ -83,8 +85,14 @@ def analysed(services, own_producer, own_engine):
         ],
     }
     everything = [b for group in batches.values() for b in group]
+    # Two go out as BatchClosed v1, as Vigil wrote them before image_count: the analysis
+    # stage, the job reading the topic back and the projector read them through the upcaster.
+    older = {batches["in"][0].batch_id, batches["other"][0].batch_id}
     for batch in everything:
-        publish(own_producer, BATCHES.name, batch.camera_id, encode(batch))
+        value = (
+            json.dumps(v1_document(batch)).encode() if batch.batch_id in older else encode(batch)
+        )
+        publish(own_producer, BATCHES.name, batch.camera_id, value)
     wait_for(
         lambda: all(versions(own_engine, b.batch_id) == [(1, None)] for b in everything),
         timeout=180,

@@ -7,27 +7,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import text
-
 from bench.seed import history
 from projections.runner import Projector
-from tests.support import Record, fresh_read_models
-
-TABLES = {
-    "images": "image_id, camera_id, file_path, sha256, size_bytes, file_modified_at, "
-    "received_at, status, width, height, detection_count, detected_at, error",
-    "detections": "image_id, position, camera_id, label, confidence, x1, y1, x2, y2, "
-    "model_name, detected_at, reprocessed",
-    "enrichments": "source_event_id, image_id, position, detection_type, description, "
-    "confidence, created_at",
-    "batches": "batch_id, camera_id, status, started_at, completed_at, detection_count, "
-    "last_activity_at, trigger, event_id IS NOT NULL, error",
-    "batch_detections": "batch_id, image_id, position",
-    "events": "batch_id, camera_id, analysis_version, risk_score, risk_level, summary, "
-    "prompt_version, audit_id, started_at, ended_at, detection_count, created_at, updated_at",
-    "event_analyses": "batch_id, analysis_version, risk_score, summary, audit_id, created_at",
-    "ai_audit": "audit_id, model_name, batch_id, tokens_in, tokens_out, outcome, created_at",
-}
+from tests.support import Record, fresh_read_models, read_model_contents
 
 
 def _records() -> list[Record]:
@@ -48,14 +30,6 @@ def _records() -> list[Record]:
     return [Record(r.topic(), n, r.value()) for n, r in enumerate(again)]
 
 
-def _contents(engine) -> dict[str, list[tuple]]:
-    with engine.connect() as connection:
-        return {
-            table: sorted(connection.execute(text(f"SELECT {columns} FROM {table}")).all())
-            for table, columns in TABLES.items()
-        }
-
-
 def test_runs_and_records_one_at_a_time_give_the_same_read_models(own_stack):
     records = _records()
     with fresh_read_models(own_stack.database_url, "runs", 2) as (in_runs, one_by_one):
@@ -65,7 +39,7 @@ def test_runs_and_records_one_at_a_time_give_the_same_read_models(own_stack):
             runs.apply(records[start : start + 500])
         for record in records:
             single.apply([record])
-        got, want = _contents(in_runs), _contents(one_by_one)
+        got, want = read_model_contents(in_runs), read_model_contents(one_by_one)
     assert {t: len(rows) for t, rows in got.items()} == {t: len(rows) for t, rows in want.items()}
     assert got == want
     assert len(want["detections"]) >= 1000
