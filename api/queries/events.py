@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy import ARRAY, Select, Text, cast, func, select, true
 from sqlalchemy.orm import Session
 
 from api.images import ImageLinks
@@ -52,16 +51,25 @@ def filtered(query: Select, f: EventFilter) -> Select:
 
 
 def _first_images(session: Session, batch_ids: Sequence[str]) -> dict[str, str]:
-    """Each batch's first image by detection time."""
+    """Each batch's first image by detection time.
+
+    One lateral subquery per batch, so each batch's members are looked up by index: asked as
+    one DISTINCT ON over the page's members, Postgres hashed them and scanned every image
+    (49 ms at a million detections, against 6 ms)."""
     if not batch_ids:
         return {}
-    rows = session.execute(
-        select(BatchMember.batch_id, BatchMember.image_id)
-        .join(Image, Image.image_id == BatchMember.image_id)
-        .where(BatchMember.batch_id.in_(batch_ids))
-        .order_by(BatchMember.batch_id, Image.detected_at, BatchMember.image_id)
-        .ext(distinct_on(BatchMember.batch_id))
+    batches = (
+        func.unnest(cast(list(batch_ids), ARRAY(Text))).table_valued("batch_id").render_derived()
     )
+    first = (
+        select(BatchMember.image_id)
+        .join(Image, Image.image_id == BatchMember.image_id)
+        .where(BatchMember.batch_id == batches.c.batch_id)
+        .order_by(Image.detected_at, BatchMember.image_id)
+        .limit(1)
+        .lateral()
+    )
+    rows = session.execute(select(batches.c.batch_id, first.c.image_id).join(first, true()))
     return {batch_id: image_id for batch_id, image_id in rows}
 
 
