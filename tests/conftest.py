@@ -10,7 +10,10 @@ of events other modules' workers would have to process, takes services of its ow
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,3 +147,46 @@ def span_exporter():
 def spans(span_exporter):
     span_exporter.clear()
     return span_exporter
+
+
+# -- a test process that dies: what it was doing -------------------------------------------
+# xdist reports a test process that died only as "node down: Not properly terminated". Each
+# process writes every test it starts, and Python's own traceback dump on a fatal signal
+# (faulthandler: SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL, and SIGTERM and SIGHUP), to a trail
+# of its own; when one goes down, the controller prints the end of its trail. (A SIGKILL
+# leaves no dump: the last test started is then all there is.)
+
+TRAILS = Path(__file__).resolve().parents[1] / ".cache" / "test-trails"
+_trail = None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config) -> None:
+    global _trail
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        return
+    TRAILS.mkdir(parents=True, exist_ok=True)
+    # Open for the whole life of the process: the dump on a fatal signal is written to it.
+    _trail = open(TRAILS / f"{worker}.log", "w", buffering=1)
+    _trail.write(f"{time.strftime('%H:%M:%S')} pid {os.getpid()}\n")
+    faulthandler.enable(file=_trail, all_threads=True)
+    for caught in (signal.SIGTERM, signal.SIGHUP):
+        faulthandler.register(caught, file=_trail, all_threads=True, chain=True)
+
+
+def pytest_runtest_logstart(nodeid: str, location) -> None:
+    if _trail is not None:
+        _trail.write(f"{time.strftime('%H:%M:%S')} start {nodeid}\n")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    if not error:
+        return
+    trail = TRAILS / f"{node.gateway.id}.log"
+    lines = trail.read_text(errors="replace").splitlines()[-120:] if trail.exists() else []
+    reporter = node.config.pluginmanager.get_plugin("terminalreporter")
+    reporter.write_line(f"test process {node.gateway.id} went down ({error}); its trail ends:")
+    for line in lines or ["(no trail written)"]:
+        reporter.write_line(f"  {line}")
