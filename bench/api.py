@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy import Engine, event, text
 
-from bench.load import Http, Sql, measure
+from bench.load import Http, Sql, measure, measure_wrk
 from bench.replay import partition_ends, project, row_counts
 from bench.seed import DETECTOR, publish
 from projections.db import make_engine
@@ -235,7 +235,7 @@ def _ratio(api: dict[str, Any], baseline: dict[str, Any]) -> float:
     return round(api["p99_ms"] / max(baseline["p99_ms"], 0.01), 2)
 
 
-def main(state_dir: Path, detections: int) -> dict[str, Any]:
+def main(state_dir: Path, detections: int, only_health: bool = False) -> dict[str, Any]:
     stack = start_stack(state_dir)
     try:
         engine = make_engine(stack.database_url)
@@ -256,7 +256,7 @@ def main(state_dir: Path, detections: int) -> dict[str, Any]:
             "rows": rows, "seeding": seeding, "api_workers": API_WORKERS, "duration_s": DURATION_S
         }  # fmt: skip
         report["endpoints"] = endpoints = []
-        for name, request in requests.items():
+        for name, request in requests.items() if not only_health else ():
             for connections in CONNECTIONS:
                 api = measure(Http(base + request), connections, DURATION_S)
                 bare = measure(Sql(dsn, sql[name].statements), connections, DURATION_S)
@@ -272,13 +272,27 @@ def main(state_dir: Path, detections: int) -> dict[str, Any]:
                     flush=True,
                 )
         report["health"] = health = []
-        for connections in CONNECTIONS:
-            api = measure(Http(base + HEALTH), connections, HEALTH_DURATION_S)
-            floor_load = measure(Http(floor_url), connections, HEALTH_DURATION_S)
-            health.append(
-                {"connections": connections, "api": api, "floor": floor_load,
-                 "p99_over_floor": _ratio(api, floor_load)}
-            )  # fmt: skip
+        for loader, load in (
+            ("python", lambda url, n: measure(Http(url), n, HEALTH_DURATION_S)),
+            ("wrk", lambda url, n: measure_wrk(url, n, HEALTH_DURATION_S)),
+        ):
+            for connections in CONNECTIONS:
+                api, floor_load = load(base + HEALTH, connections), load(floor_url, connections)
+                health.append(
+                    {
+                        "loader": loader,
+                        "connections": connections,
+                        "api": api,
+                        "floor": floor_load,
+                        "p99_over_floor": _ratio(api, floor_load),
+                    }
+                )
+                print(
+                    f"health ({loader:6s}) {connections:2d} conn  api p50 {api['p50_ms']:6.2f} "
+                    f"p99 {api['p99_ms']:6.2f}  floor p50 {floor_load['p50_ms']:6.2f} "
+                    f"p99 {floor_load['p99_ms']:6.2f}",
+                    flush=True,
+                )  # fmt: skip
         print(json.dumps(report, indent=1, default=str))
         return report
     finally:

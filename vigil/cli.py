@@ -361,14 +361,16 @@ def bench_replay(
 @bench_app.command("api")
 def bench_api(
     detections: Annotated[int, typer.Option(help="How many detections to seed")] = 1_000_000,
+    only_health: Annotated[bool, typer.Option(help="Load only the health probe")] = False,
 ) -> None:
     """Every read endpoint on seeded read models against the same SQL run bare, and the
-    health probe against a constant, at 1 and 16 connections: requests/s, p50, p99, errors.
-    The read models are seeded on the first run and reused after."""
+    health probe against a constant (loaded by the Python client and by wrk), at 1 and 16
+    connections: requests/s, p50, p99, errors. The read models are seeded on the first run
+    and reused after."""
     from bench.api import main
 
     _logging("WARNING")
-    main(cache_dir() / "bench-api-state", detections)
+    main(cache_dir() / "bench-api-state", detections, only_health)
 
 
 @bench_app.command("load")
