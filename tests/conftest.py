@@ -152,9 +152,11 @@ def spans(span_exporter):
 # -- a test process that dies: what it was doing -------------------------------------------
 # xdist reports a test process that died only as "node down: Not properly terminated". Each
 # process writes every test it starts, and Python's own traceback dump on a fatal signal
-# (faulthandler: SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL, and SIGTERM and SIGHUP), to a trail
-# of its own; when one goes down, the controller prints the end of its trail. (A SIGKILL
-# leaves no dump: the last test started is then all there is.)
+# (faulthandler: SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL, and SIGTERM, SIGHUP and SIGINT) to a
+# trail of its own; when one goes down, the controller prints the end of its trail. (A SIGKILL
+# leaves no dump: the last test started is then all there is. execnet, when its channel to
+# the controller fails, sends its own process a SIGINT and calls os._exit 10 s later: the
+# SIGINT's dump shows its receiver thread doing so.)
 
 TRAILS = Path(__file__).resolve().parents[1] / ".cache" / "test-trails"
 _trail = None
@@ -171,7 +173,7 @@ def pytest_configure(config) -> None:
     _trail = open(TRAILS / f"{worker}.log", "w", buffering=1)
     _trail.write(f"{time.strftime('%H:%M:%S')} pid {os.getpid()}\n")
     faulthandler.enable(file=_trail, all_threads=True)
-    for caught in (signal.SIGTERM, signal.SIGHUP):
+    for caught in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         faulthandler.register(caught, file=_trail, all_threads=True, chain=True)
 
 
