@@ -14,6 +14,7 @@ import faulthandler
 import os
 import signal
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -175,6 +176,26 @@ def pytest_configure(config) -> None:
     faulthandler.enable(file=_trail, all_threads=True)
     for caught in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         faulthandler.register(caught, file=_trail, all_threads=True, chain=True)
+    # Every signal this process sends, and an os._exit, are written down with where from: a
+    # process that SIGKILLs its own group, or exits without a word, says so in its trail.
+    os.kill, os.killpg, os._exit = _noted(os.kill), _noted(os.killpg), _noted(os._exit)
+
+
+def _noted(call):
+    exits = call.__name__ == "_exit"
+
+    def noted(*args):
+        if exits or args[-1] != 0:  # a signal 0 only asks whether a process is alive
+            caller = traceback.extract_stack(limit=2)[0]
+            _trail.write(
+                f"{time.strftime('%H:%M:%S')} {call.__name__}{args} from "
+                f"{caller.filename}:{caller.lineno}\n"
+            )
+            if exits:
+                faulthandler.dump_traceback(file=_trail, all_threads=True)
+        return call(*args)
+
+    return noted
 
 
 def pytest_runtest_logstart(nodeid: str, location) -> None:
