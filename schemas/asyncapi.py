@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from schemas.envelope import version_of
 from schemas.topics import ALL_TOPICS, TOPIC_CONFIG, TopicSpec
 
 VERSION = "0.1.0"
@@ -128,7 +129,7 @@ def asyncapi_document(default_partitions: int = 3) -> dict[str, Any]:
                 "title": t.__name__,
                 "summary": (t.__doc__ or t.__name__).strip().splitlines()[0],
                 "contentType": "application/json",
-                "x-schema-version": t.model_fields["schema_version"].default,
+                "x-schema-version": version_of(t),
                 "headers": HEADERS,
                 "payload": payloads[t.__name__],
                 "bindings": {

@@ -38,10 +38,7 @@ def decode(topic: TopicSpec, raw: bytes | None) -> Any:
         raise UndecodableMessage(f"message is not JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise UndecodableMessage(f"message is a JSON {type(document).__name__}, not an object")
-    supported = {
-        m.model_fields["event_type"].default: m.model_fields["schema_version"].default
-        for m in topic.value_types
-    }
+    supported = topic.versions
     event_type = document.get("event_type")
     if event_type not in supported:
         raise UndecodableMessage(

@@ -46,7 +46,9 @@ def changes(old: dict[str, Any], new: dict[str, Any], name: str = "") -> list[Ch
     """Every change between two JSON Schemas of one message type that a validator would see,
     `old` being the kept version and `new` the current one. An empty list: the same messages
     pass both."""
-    return _Walk(old, new).node(old, new, name or old.get("title", "$"))
+    walk = _Walk(old, new)
+    walk.node(old, new, name or old.get("title", "$"))
+    return walk.found
 
 
 class _Walk:
@@ -54,7 +56,7 @@ class _Walk:
         self.roots = (old_root, new_root)
         self.found: list[Change] = []
 
-    def node(self, old: dict[str, Any], new: dict[str, Any], path: str) -> list[Change]:
+    def node(self, old: dict[str, Any], new: dict[str, Any], path: str) -> None:
         olds = self._alternatives(old, 0)
         news = self._alternatives(new, 1)
         # JSON Schema's integers are numbers: between the two it is a widening or a narrowing.
@@ -71,7 +73,6 @@ class _Walk:
             self._add(path, f"now accepts {kind}", "refused by older readers")
         for kind in olds.keys() & news.keys():
             self._one(olds[kind], news[kind], path)
-        return self.found
 
     def _add(self, path: str, what: str, direction: Direction) -> None:
         self.found.append(Change(path, what, direction))
@@ -113,17 +114,17 @@ class _Walk:
         if old.get("type") == "array":
             for key in ("items", "prefixItems"):
                 if key in old or key in new:
-                    self._items(old.get(key, {}), new.get(key, {}), f"{path}[]")
+                    self._items(old.get(key, {}), new.get(key, {}), path)
 
     def _items(self, old: Any, new: Any, path: str) -> None:
-        if isinstance(old, list) or isinstance(new, list):
+        if isinstance(old, list) or isinstance(new, list):  # prefixItems: one per position
             old_list, new_list = list(old or []), list(new or [])
             for n, (a, b) in enumerate(zip(old_list, new_list, strict=False)):
-                self.node(a, b, f"{path[:-2]}[{n}]")
+                self.node(a, b, f"{path}[{n}]")
             if len(old_list) != len(new_list):
-                self._add(path, f"{len(old_list)} positions became {len(new_list)}", "both")
+                self._add(f"{path}[]", f"{len(old_list)} positions became {len(new_list)}", "both")
             return
-        self.node(old, new, path)
+        self.node(old, new, f"{path}[]")
 
     def _enum(self, old: dict[str, Any], new: dict[str, Any], path: str) -> None:
         if "enum" not in old and "enum" not in new:

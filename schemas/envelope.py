@@ -29,3 +29,8 @@ class Message(BaseModel):
     occurred_at: datetime = Field(default_factory=utcnow)
     producer: str = "vigil"
     trace_id: str = Field(default_factory=lambda: uuid4().hex)
+
+
+def version_of(model: type[Message]) -> int:
+    """The `schema_version` this code writes and reads of `model`'s type."""
+    return model.model_fields["schema_version"].default

@@ -20,7 +20,7 @@ import yaml
 
 from schemas.asyncapi import asyncapi_document
 from schemas.compat import changes
-from schemas.envelope import Message
+from schemas.envelope import Message, version_of
 from schemas.topics import ALL_TOPICS, TopicSpec
 from schemas.upcasters import UPCASTERS
 
@@ -29,10 +29,6 @@ _KEPT = re.compile(r"^(?P<type>\w+)\.v(?P<version>[1-9][0-9]*)\.schema\.json$")
 
 class IncompatibleSchemaChange(ValueError):
     """A kept schema version would be rewritten with a change its consumers would notice."""
-
-
-def version_of(model: type[Message]) -> int:
-    return model.model_fields["schema_version"].default
 
 
 def topic_schemas() -> dict[str, dict[str, Any]]:

@@ -27,7 +27,7 @@ from schemas.batches import BatchClosed, BatchOpened, DetectionsBatched, FlushBa
 from schemas.dead_letters import DeadLettered, Stage
 from schemas.detections import DetectionsProduced, DetectionsReprocessed, ReprocessDetection
 from schemas.enrichments import DetectionsEnriched, EnrichmentReprocessed, ReprocessEnrichment
-from schemas.envelope import Message
+from schemas.envelope import Message, version_of
 from schemas.evaluation import EvaluateEvent, EventEvaluated, PromptTested, TestPrompt
 from schemas.images import ImageReceived
 from schemas.jobs import JOB_EVENTS
@@ -95,6 +95,11 @@ class TopicSpec:
         if not isinstance(message, self.value_types):
             raise TypeError(f"{type(message).__name__} is not carried by {self.name}")
         return message.model_dump_json().encode()
+
+    @cached_property
+    def versions(self) -> dict[str, int]:
+        """The `schema_version` of each `event_type` the topic carries, as this code reads it."""
+        return {m.model_fields["event_type"].default: version_of(m) for m in self.value_types}
 
     @cached_property
     def adapter(self) -> TypeAdapter[Any]:

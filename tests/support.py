@@ -177,9 +177,11 @@ def read_records(
     key: str | Collection[str] | None = None,
     *,
     committed: bool = True,
+    decoded: bool = True,
 ) -> list[tuple[int, Any]]:
     """`read_topic`, each message with the partition it is on. `committed`: read as a
-    read-committed consumer does (False: aborted transactions' messages too)."""
+    read-committed consumer does (False: aborted transactions' messages too). `decoded`: each
+    message as the codec reads it (False: its bytes as written)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -214,7 +216,8 @@ def read_records(
                         unread.discard(message.partition())
                     continue
                 if keys is None or (message.key() or b"").decode() in keys:
-                    found.append((message.partition(), decode(topic, message.value())))
+                    value = message.value()
+                    found.append((message.partition(), decode(topic, value) if decoded else value))
         assert not unread, f"{topic.name} partitions {sorted(unread)} not read to their end"
     finally:
         consumer.close()

@@ -19,14 +19,13 @@ from schemas.analysis import ReanalyseBatch, ReplayPrompt
 from schemas.batches import BatchClosed
 from schemas.codec import UndecodableMessage, UnsupportedSchemaVersion, decode
 from schemas.compat import changes
-from schemas.envelope import Message
+from schemas.envelope import Message, version_of
 from schemas.evaluation import EvaluateEvent, TestPrompt
 from schemas.export import (
     IncompatibleSchemaChange,
     export_schemas,
     kept_versions,
     type_schema,
-    version_of,
     version_problems,
 )
 from schemas.images import ImageReceived
