@@ -10,11 +10,7 @@ of events other modules' workers would have to process, takes services of its ow
 
 from __future__ import annotations
 
-import faulthandler
 import os
-import signal
-import time
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +18,9 @@ import pytest
 
 from tests.support import api_client_of, engine_of, own_services, producer_of
 from vigil.devservices.stack import Stack
+
+# A test process that dies: what it was doing, and what the kernel saw kill it.
+pytest_plugins = ["tests.process_trails"]
 
 # A worker or projector a test kills hands its partitions on after this long, not after
 # Kafka's usual minute, and the transaction it left open is aborted after 5 s (every process
@@ -148,68 +147,3 @@ def span_exporter():
 def spans(span_exporter):
     span_exporter.clear()
     return span_exporter
-
-
-# -- a test process that dies: what it was doing -------------------------------------------
-# xdist reports a test process that died only as "node down: Not properly terminated". Each
-# process writes every test it starts, and Python's own traceback dump on a fatal signal
-# (faulthandler: SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL, and SIGTERM, SIGHUP and SIGINT) to a
-# trail of its own; when one goes down, the controller prints the end of its trail. (A SIGKILL
-# leaves no dump: the last test started is then all there is. execnet, when its channel to
-# the controller fails, sends its own process a SIGINT and calls os._exit 10 s later: the
-# SIGINT's dump shows its receiver thread doing so.)
-
-TRAILS = Path(__file__).resolve().parents[1] / ".cache" / "test-trails"
-_trail = None
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_configure(config) -> None:
-    global _trail
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker is None:
-        return
-    TRAILS.mkdir(parents=True, exist_ok=True)
-    # Open for the whole life of the process: the dump on a fatal signal is written to it.
-    _trail = open(TRAILS / f"{worker}.log", "w", buffering=1)
-    _trail.write(f"{time.strftime('%H:%M:%S')} pid {os.getpid()}\n")
-    faulthandler.enable(file=_trail, all_threads=True)
-    for caught in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        faulthandler.register(caught, file=_trail, all_threads=True, chain=True)
-    # Every signal this process sends, and an os._exit, are written down with where from: a
-    # process that SIGKILLs its own group, or exits without a word, says so in its trail.
-    os.kill, os.killpg, os._exit = _noted(os.kill), _noted(os.killpg), _noted(os._exit)
-
-
-def _noted(call):
-    exits = call.__name__ == "_exit"
-
-    def noted(*args):
-        if exits or args[-1] != 0:  # a signal 0 only asks whether a process is alive
-            caller = traceback.extract_stack(limit=2)[0]
-            _trail.write(
-                f"{time.strftime('%H:%M:%S')} {call.__name__}{args} from "
-                f"{caller.filename}:{caller.lineno}\n"
-            )
-            if exits:
-                faulthandler.dump_traceback(file=_trail, all_threads=True)
-        return call(*args)
-
-    return noted
-
-
-def pytest_runtest_logstart(nodeid: str, location) -> None:
-    if _trail is not None:
-        _trail.write(f"{time.strftime('%H:%M:%S')} start {nodeid}\n")
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error) -> None:
-    if not error:
-        return
-    trail = TRAILS / f"{node.gateway.id}.log"
-    lines = trail.read_text(errors="replace").splitlines()[-120:] if trail.exists() else []
-    reporter = node.config.pluginmanager.get_plugin("terminalreporter")
-    reporter.write_line(f"test process {node.gateway.id} went down ({error}); its trail ends:")
-    for line in lines or ["(no trail written)"]:
-        reporter.write_line(f"  {line}")
