@@ -63,10 +63,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health = app.state.health = HealthMonitor(
             partial(check_all, services), settings.health_refresh_s
         )
+        checking = asyncio.create_task(health.run(), name="health-monitor")
         feed_tasks = [
             asyncio.create_task(feed.run(), name="security-event-feed"),
             asyncio.create_task(job_feed.run(), name="job-feed"),
-            asyncio.create_task(health.run(), name="health-monitor"),
+            checking,
         ]
         try:
             yield
@@ -77,7 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             _, stuck = await asyncio.wait(feed_tasks, timeout=SHUTDOWN_WAIT_S)
             for task in stuck:
                 log.warning("%s did not stop within %.0f s", task.get_name(), SHUTDOWN_WAIT_S)
-            services.close()
+            # A cancelled health check returns once the admin call its thread is in returns.
+            services.close(admin_in_use=checking in stuck)
 
     app = FastAPI(
         title="Vigil",

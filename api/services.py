@@ -48,8 +48,21 @@ class Services:
             read_your_writes_wait_s=settings.read_your_writes_wait_s,
         )
 
-    def close(self) -> None:
+    def close(self, *, admin_in_use: bool = False) -> None:
+        """Close every client. The admin client is destroyed here, in this thread: left to the
+        garbage collector, it is destroyed wherever a collection happens to run, librdkafka's
+        own threads included, and a test process died of it (SIGSEGV in `rdk:main`).
+        `admin_in_use`: a health check's thread may still be inside it; destroying it under
+        that thread would crash as surely, so it is kept for the life of the process."""
         self.broadcaster.close()
         self.job_broadcaster.close()
         self.commands.close()
+        if admin_in_use:
+            _ADMINS_KEPT.append(self.kafka_admin)
+        else:
+            self.kafka_admin.__exit__(None, None, None)  # the AdminClient's only destroy call
         self.engine.dispose()
+
+
+# Admin clients a health check was still inside at shutdown (see Services.close).
+_ADMINS_KEPT: list[AdminClient] = []

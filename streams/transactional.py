@@ -563,12 +563,12 @@ class TransactionalStage:
             replication_factor=1,
             config={"cleanup.policy": "compact"},
         )
-        admin = AdminClient(client_settings(self.settings.kafka_bootstrap_servers))
-        try:
-            admin.create_topics([wanted])[self.state.topic].result(30)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+        with AdminClient(client_settings(self.settings.kafka_bootstrap_servers)) as admin:
+            try:
+                admin.create_topics([wanted])[self.state.topic].result(30)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
 
     def _poll(self) -> list[Message]:
         assert self._consumer is not None

@@ -97,7 +97,13 @@ def _targets(consumer: Consumer, topic: str, partitions: list[int], target: Targ
 
 def replay_group(bootstrap_servers: str, topic: str, group: str, target: Target) -> list[Moved]:
     """Move `group`'s committed offsets on every partition of `topic` to `target`."""
-    admin = AdminClient(client_settings(bootstrap_servers))
+    with AdminClient(client_settings(bootstrap_servers)) as admin:
+        return _replay_group(admin, bootstrap_servers, topic, group, target)
+
+
+def _replay_group(
+    admin: AdminClient, bootstrap_servers: str, topic: str, group: str, target: Target
+) -> list[Moved]:
     # All topics: asking for the one by name would have a broker that creates topics on
     # demand make it.
     metadata = admin.list_topics(timeout=TIMEOUT_S)

@@ -119,7 +119,8 @@ def test_create_topics_is_idempotent(kafka: KafkaService) -> None:
     a, b = f"t3-{uuid.uuid4().hex[:8]}", f"t1-{uuid.uuid4().hex[:8]}"
     create_topics(kafka.bootstrap, [(a, 3), (b, 1)])
     create_topics(kafka.bootstrap, [(a, 3), (b, 1)])
-    metadata = AdminClient({"bootstrap.servers": kafka.bootstrap}).list_topics(timeout=10)
+    with AdminClient({"bootstrap.servers": kafka.bootstrap}) as admin:
+        metadata = admin.list_topics(timeout=10)
     assert len(metadata.topics[a].partitions) == 3
     assert len(metadata.topics[b].partitions) == 1
 
@@ -146,7 +147,8 @@ def test_kafka_restart_keeps_data_and_clients_reconnect(kafka: KafkaService) -> 
         assert sorted(_consume(fresh, 2)) == ["after", "before"]
     finally:
         fresh.close()
-    metadata = AdminClient({"bootstrap.servers": kafka.bootstrap}).list_topics(timeout=10)
+    with AdminClient({"bootstrap.servers": kafka.bootstrap}) as admin:
+        metadata = admin.list_topics(timeout=10)
     assert len(metadata.topics[topic].partitions) == 2
 
     kafka.kill()  # a crash: the broker recovers its logs on the next start

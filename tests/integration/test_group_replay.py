@@ -26,8 +26,8 @@ def topic(stack) -> str:
     """A topic of its own, PARTITIONS partitions of PER_PARTITION messages each (keys
     "p<partition>-<n>"), read and committed by a group of its own."""
     name = f"replay-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient(client_settings(stack.kafka_bootstrap))
-    admin.create_topics([NewTopic(name, PARTITIONS, 1)])[name].result(30)
+    with AdminClient(client_settings(stack.kafka_bootstrap)) as admin:
+        admin.create_topics([NewTopic(name, PARTITIONS, 1)])[name].result(30)
     producer = Producer(client_settings(stack.kafka_bootstrap))
     for partition in range(PARTITIONS):
         for n in range(PER_PARTITION):

@@ -220,8 +220,8 @@ def _quiet(conf: dict[str, Any]) -> dict[str, Any]:
 def _cluster_ready(bootstrap: str) -> bool:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(_quiet({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000}))
-    metadata = admin.list_topics(timeout=2)
+    with AdminClient(_quiet({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})) as admin:
+        metadata = admin.list_topics(timeout=2)
     return bool(metadata.brokers) and metadata.controller_id >= 0
 
 
@@ -399,21 +399,21 @@ def create_topics(
     ]
     if not new:
         return
-    admin = AdminClient(_quiet({"bootstrap.servers": bootstrap}))
-    futures = admin.create_topics(new, operation_timeout=timeout, request_timeout=timeout)
-    for name, future in futures.items():
-        try:
-            future.result(timeout=timeout)
-        except KafkaException as err:
-            if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise RuntimeError(f"could not create topic {name}: {err}") from err
-    names = {topic.topic for topic in new}
-    wait_until(
-        lambda: names <= _topics_with_leaders(admin),
-        timeout=timeout,
-        what=f"topics {sorted(names)} on {bootstrap}",
-        interval=0.1,
-    )
+    with AdminClient(_quiet({"bootstrap.servers": bootstrap})) as admin:
+        futures = admin.create_topics(new, operation_timeout=timeout, request_timeout=timeout)
+        for name, future in futures.items():
+            try:
+                future.result(timeout=timeout)
+            except KafkaException as err:
+                if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise RuntimeError(f"could not create topic {name}: {err}") from err
+        names = {topic.topic for topic in new}
+        wait_until(
+            lambda: names <= _topics_with_leaders(admin),
+            timeout=timeout,
+            what=f"topics {sorted(names)} on {bootstrap}",
+            interval=0.1,
+        )
 
 
 def _topics_with_leaders(admin: Any) -> set[str]:

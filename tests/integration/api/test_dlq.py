@@ -76,7 +76,6 @@ def projector(own_stack, own_engine) -> Iterator[str]:
     """A projector with a group of its own, caught up on the dead-letter topics."""
     group = f"dlq-projector-{uuid.uuid4().hex[:8]}"
     process = own_stack.start_app("projector", name=group, PROJECTOR_GROUP=group)
-    admin = AdminClient({"bootstrap.servers": own_stack.kafka_bootstrap})
 
     def caught_up() -> bool:
         try:
@@ -87,7 +86,8 @@ def projector(own_stack, own_engine) -> Iterator[str]:
         return not any(lag.values())
 
     try:
-        wait_for(caught_up, timeout=120, what="the projector to catch up on the DLQ topics")
+        with AdminClient({"bootstrap.servers": own_stack.kafka_bootstrap}) as admin:
+            wait_for(caught_up, timeout=120, what="the projector to catch up on the DLQ topics")
         yield group
     finally:
         process.stop()

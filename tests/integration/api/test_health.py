@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -44,3 +45,15 @@ def test_strict_answers_503_when_a_part_is_unhealthy(stack):
             "postgres": "healthy",
             "triton": "unhealthy",
         }
+
+
+def test_the_admin_client_of_the_checks_is_destroyed_when_the_app_stops(stack):
+    """Destroyed by the app, not left to the garbage collector (which may run in one of
+    librdkafka's own threads: a test process died of that, SIGSEGV in `rdk:main`)."""
+    with TestClient(create_app(stack.settings(health_refresh_s=0.2))) as client:
+        admin = client.app.state.services.kafka_admin
+        assert admin.list_topics(timeout=10).brokers
+        seen = _checked_at(client)
+        wait_for(lambda: _checked_at(client) > seen, timeout=10, what="a check in between")
+    with pytest.raises(RuntimeError, match="Handle has been closed"):
+        admin.list_topics(timeout=1)
