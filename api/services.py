@@ -12,6 +12,7 @@ from api.broadcast import Broadcaster
 from api.commands import CommandSender
 from api.images import ImageLinks
 from projections.db import make_engine, make_sessionmaker
+from schemas.reading import GroupOffsets
 from schemas.topics import client_settings
 from vigil.settings import Settings
 
@@ -21,6 +22,7 @@ class Services:
     engine: Engine
     sessions: sessionmaker[Session]
     kafka_admin: AdminClient
+    group_offsets: GroupOffsets
     settings: Settings
     commands: CommandSender
     broadcaster: Broadcaster
@@ -38,6 +40,7 @@ class Services:
             kafka_admin=AdminClient(
                 client_settings(settings.kafka_bootstrap_servers, {"socket.timeout.ms": 5000})
             ),
+            group_offsets=GroupOffsets(settings.kafka_bootstrap_servers),
             settings=settings,
             commands=CommandSender.connect(
                 settings.kafka_bootstrap_servers, ack_timeout_s=settings.api_command_ack_timeout_s
@@ -49,20 +52,20 @@ class Services:
         )
 
     def close(self, *, admin_in_use: bool = False) -> None:
-        """Close every client. The admin client is destroyed here, in this thread: left to the
-        garbage collector, it is destroyed wherever a collection happens to run, librdkafka's
-        own threads included, and a test process died of it (SIGSEGV in `rdk:main`).
-        `admin_in_use`: a health check's thread may still be inside it; destroying it under
-        that thread would crash as surely, so it is kept for the life of the process."""
+        """Close every client, the health checks' Kafka clients in this thread rather than
+        wherever the garbage collector happens to run. `admin_in_use`: a health check's thread
+        may still be inside them; destroying them under it would crash the process, so they
+        are kept for its life."""
         self.broadcaster.close()
         self.job_broadcaster.close()
         self.commands.close()
         if admin_in_use:
-            _ADMINS_KEPT.append(self.kafka_admin)
+            _KEPT.append((self.kafka_admin, self.group_offsets))
         else:
             self.kafka_admin.__exit__(None, None, None)  # the AdminClient's only destroy call
+            self.group_offsets.close()
         self.engine.dispose()
 
 
-# Admin clients a health check was still inside at shutdown (see Services.close).
-_ADMINS_KEPT: list[AdminClient] = []
+# The health checks' clients a check was still inside at shutdown (see Services.close).
+_KEPT: list[tuple[AdminClient, GroupOffsets]] = []

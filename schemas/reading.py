@@ -4,10 +4,12 @@
 either side) and reads each partition from there to where it ended when the read began.
 The reprocessing jobs read their ranges with it, and the watcher what it announced before
 a restart. `take` is how every consumer loop of ours takes its next messages.
+`GroupOffsets` reads what consumer groups have committed.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -95,3 +97,45 @@ def read_range(
                     read.undecodable += 1
     finally:
         consumer.close()
+
+
+class GroupOffsets:
+    """The offsets consumer groups have committed, read by a consumer with each group's id
+    that never joins the group (one per group, kept until `close`; usable from any thread).
+
+    Not the admin client's `list_consumer_group_offsets`: when the group's coordinator
+    answers with an error that calls for a new coordinator (as a broker does for seconds
+    after it starts), librdkafka (2.16) handles it with the consumer-group state only a
+    consumer has, and an admin client's process dies: SIGSEGV in `rd_kafka_cgrp_op`, called
+    from `rd_kafka_handle_OffsetFetch`, in the `rdk:main` thread. A consumer has that state.
+    """
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._readers: dict[str, Consumer] = {}
+        self._lock = threading.Lock()
+
+    def committed(
+        self, group: str, partitions: list[TopicPartition], timeout_s: float
+    ) -> list[TopicPartition]:
+        """`partitions` with the group's committed offsets (a negative offset: none)."""
+        with self._lock:
+            reader = self._readers.get(group)
+            if reader is None:
+                settings = {"group.id": group, "enable.auto.commit": False}
+                reader = self._readers[group] = Consumer(
+                    client_settings(self._bootstrap_servers, settings)
+                )
+        return reader.committed(partitions, timeout=timeout_s)
+
+    def close(self) -> None:
+        with self._lock:
+            readers, self._readers = list(self._readers.values()), {}
+        for reader in readers:
+            reader.close()
+
+    def __enter__(self) -> GroupOffsets:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

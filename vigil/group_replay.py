@@ -18,10 +18,12 @@ from confluent_kafka import (
     Consumer,
     ConsumerGroupState,
     ConsumerGroupTopicPartitions,
+    KafkaException,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
 
+from schemas.reading import GroupOffsets
 from schemas.topics import client_settings
 
 TIMEOUT_S = 10.0
@@ -112,9 +114,13 @@ def _replay_group(
         raise ReplayRefused(f"no topic {topic} on {bootstrap_servers}")
     partitions = sorted(described.partitions)
     _refuse_live_members(admin, group)
-    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
-    committed = _result(admin.list_consumer_group_offsets([request]), group)
-    previous = {tp.partition: tp.offset for tp in committed.topic_partitions}
+    try:
+        with GroupOffsets(bootstrap_servers) as offsets:
+            wanted = [TopicPartition(topic, p) for p in partitions]
+            committed = offsets.committed(group, wanted, TIMEOUT_S)
+    except KafkaException as exc:
+        raise ReplayRefused(f"{type(exc).__name__}: {exc}") from exc
+    previous = {tp.partition: tp.offset for tp in committed}
     consumer = Consumer(client_settings(bootstrap_servers, {"group.id": f"{group}-replay-probe"}))
     try:
         offsets = _targets(consumer, topic, partitions, target)

@@ -13,7 +13,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, TypeVar
 
 import httpx
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select, text
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from api.models import HealthResponse, ServiceHealth, TritonHealth
 from projections.tables import ProjectionOffset
 from schemas.envelope import utcnow
+from schemas.reading import GroupOffsets
 from schemas.topics import EVENT_TOPICS, STAGE_INPUTS, TopicSpec
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _TIMEOUT_S = 3.0
+# How long an answer to a request about offsets is waited for.
+ANSWER_TIMEOUT_S = 2 * _TIMEOUT_S
 
 T = TypeVar("T")
 
@@ -93,7 +96,7 @@ def _answer(future: Future[T]) -> T:
     """An admin request's answer, waited for no longer than its own timeout allows. The
     admin client's futures have been seen never to resolve across a broker restart: a wait
     without a bound held a health-check thread for good, and the answers went stale."""
-    return future.result(timeout=2 * _TIMEOUT_S)
+    return future.result(timeout=ANSWER_TIMEOUT_S)
 
 
 def _end_offsets(admin: AdminClient, topics: Sequence[TopicSpec]) -> dict[tuple[str, int], int]:
@@ -131,11 +134,11 @@ def projector_lag(
     return _lag_by_topic(ends, done, topics)
 
 
-def group_lag(admin: AdminClient, group: str, topics: Sequence[TopicSpec]) -> dict[str, int]:
+def group_lag(
+    admin: AdminClient, offsets: GroupOffsets, group: str, topics: Sequence[TopicSpec]
+) -> dict[str, int]:
     ends = _end_offsets(admin, topics)
-    request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in ends])
-    futures = admin.list_consumer_group_offsets([request], request_timeout=_TIMEOUT_S)
-    committed = _answer(futures[group]).topic_partitions
+    committed = offsets.committed(group, [TopicPartition(t, p) for t, p in ends], ANSWER_TIMEOUT_S)
     done = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed}
     return _lag_by_topic(ends, done, topics)
 
@@ -158,7 +161,7 @@ async def check_all(services: Services) -> HealthResponse:
             try:
                 for group, inputs in STAGE_INPUTS.items():
                     lag[group] = await run_in_threadpool(
-                        group_lag, services.kafka_admin, group, inputs
+                        group_lag, services.kafka_admin, services.group_offsets, group, inputs
                     )
                 if postgres.status == "healthy":
                     lag[settings.projector_group] = await run_in_threadpool(
