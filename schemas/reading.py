@@ -126,6 +126,9 @@ class GroupOffsets:
                 reader = self._readers[group] = Consumer(
                     client_settings(self._bootstrap_servers, settings)
                 )
+        # Hands its queued log lines to logging (`client_settings`' logger): never polled
+        # otherwise, they would pile up while the broker is away.
+        reader.poll(0)
         return reader.committed(partitions, timeout=timeout_s)
 
     def close(self) -> None:
