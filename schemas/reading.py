@@ -122,7 +122,14 @@ class GroupOffsets:
         with self._lock:
             reader = self._readers.get(group)
             if reader is None:
-                settings = {"group.id": group, "enable.auto.commit": False}
+                # read_uncommitted: not waiting out the offsets of open transactions
+                # (librdkafka re-asks while the broker calls them unstable, for as long as
+                # the stages keep transactions open).
+                settings = {
+                    "group.id": group,
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_uncommitted",
+                }
                 reader = self._readers[group] = Consumer(
                     client_settings(self._bootstrap_servers, settings)
                 )
