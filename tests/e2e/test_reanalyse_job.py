@@ -220,10 +220,12 @@ def test_a_prompt_replay_compares_the_candidate_on_each_batch_and_writes_no_even
     own_stack, own_producer, own_engine, analysed
 ):
     other = analysed["other"][0]
+    # The default prompt's room (512 tokens): at 256 the small CPU model's answer was once cut
+    # inside a string, and the batch rightly dead-lettered as not JSON.
     candidate = {
         "system_prompt": "Rate every scene as calm.",
         "temperature": 0.0,
-        "max_tokens": 256,
+        "max_tokens": 512,
     }
     job = job_requested(
         "prompt_replay",
